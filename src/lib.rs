@@ -1,6 +1,26 @@
 //! touchpoint: customer-success automation for tech-touch accounts.
 //!
 //! - [`model`]: the records of the REST contract and their lenient parsing.
-//! - [`settings`]: configuration loading and validation.
+//! - [`settings`]: configuration loading and validation, every key typed.
+//! - [`source`]: reading a book from the REST contract or a CSV directory.
+//! - [`pull`]: a whole pull, folded into compact per-account facts.
+//! - [`scoring`]: the pure D.E.A.R. health score with receipts.
+//! - [`store`]: the SQLite file: runs, latest scores, history.
+//! - [`writeback`]: scores back to the CRM, only what changed.
+//! - [`cycle`]: pull, score, store, write back; `plan` does the same and changes nothing.
+//! - [`sandbox`]: a CRM that speaks the contract, for the demo, the tests and benchmarks.
+//! - [`demo`]: the out-of-the-box demo.
+//! - [`cli`]: the commands a person types.
+//! - [`telemetry`]: logging set-up.
+pub mod cli;
+pub mod cycle;
+pub mod demo;
 pub mod model;
+pub mod pull;
+pub mod sandbox;
+pub mod scoring;
 pub mod settings;
+pub mod source;
+pub mod store;
+pub mod telemetry;
+pub mod writeback;

@@ -32,3 +32,344 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::scoring::{RawScoringConfig, ScoringConfig};
+
+/// The checked-in defaults, embedded so the binary runs with no files beside it.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The environment variable that holds the CRM API token. Secrets are never read from files.
+pub const TOKEN_VARIABLE: &str = "TOUCHPOINT_SOURCE_TOKEN";
+
+/// Every setting, typed and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceSettings,
+    pub scoring: ScoringConfig,
+    pub store: StoreSettings,
+    pub writeback: WritebackSettings,
+    pub cycle: CycleSettings,
+    pub log: LogSettings,
+}
+
+/// Where the book is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Rest,
+    Csv { dir: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub kind: SourceKind,
+    pub base_url: Url,
+    pub page_size: u32,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_after: Duration,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WritebackSettings {
+    pub enabled: bool,
+    pub batch_size: usize,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct CycleSettings {
+    /// A pull that returns fewer accounts than this share of the last good pull is treated as
+    /// incomplete.
+    pub min_book_share: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    source: RawSource,
+    scoring: RawScoringConfig,
+    store: RawStore,
+    writeback: RawWriteback,
+    cycle: RawCycle,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: String,
+    base_url: String,
+    csv_dir: String,
+    page_size: u32,
+    connect_timeout_secs: u64,
+    request_timeout_secs: u64,
+    max_body_bytes: u64,
+    max_retries: u32,
+    backoff_base_ms: u64,
+    backoff_max_ms: u64,
+    max_retry_after_secs: u64,
+    requests_per_second: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: String,
+    busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWriteback {
+    enabled: bool,
+    batch_size: usize,
+    concurrency: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCycle {
+    min_book_share: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Settings {
+    /// Loads the defaults, then `user_file` if given, then `TOUCHPOINT__SECTION__KEY` variables
+    /// from the process environment.
+    pub fn load(user_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(user_file, None)
+    }
+
+    /// Like [`Settings::load`], with the environment given as a map (for tests).
+    pub fn load_from(
+        user_file: Option<&Path>,
+        environment: Option<HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = user_file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        let environment = Environment::with_prefix("TOUCHPOINT")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("scoring.adoption.key_features")
+            .with_list_parse_key("scoring.engagement.key_personas")
+            .with_list_parse_key("scoring.engagement.meeting_types")
+            .source(environment);
+
+        let merged = builder
+            .add_source(environment)
+            .build()
+            .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
+        let tree: serde_json::Value = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
+        let raw: RawSettings = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(key, e.into_inner().to_string())
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            source: source_settings(raw.source)?,
+            scoring: ScoringConfig::from_raw(raw.scoring)?,
+            store: StoreSettings {
+                path: non_empty_path("store.path", &raw.store.path)?,
+                busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+            },
+            writeback: writeback_settings(raw.writeback)?,
+            cycle: CycleSettings {
+                min_book_share: share("cycle.min_book_share", raw.cycle.min_book_share)?,
+            },
+            log: log_settings(raw.log)?,
+        })
+    }
+
+    /// The CRM API token, from [`TOKEN_VARIABLE`].
+    pub fn source_token() -> Result<SecretString, ConfigError> {
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) if !token.trim().is_empty() => Ok(SecretString::from(token)),
+            _ => Err(ConfigError::new(
+                TOKEN_VARIABLE,
+                "the CRM API token is not set; secrets are read from the environment only",
+            )),
+        }
+    }
+}
+
+fn source_settings(raw: RawSource) -> Result<SourceSettings, ConfigError> {
+    let kind = match raw.kind.as_str() {
+        "rest" => SourceKind::Rest,
+        "csv" => SourceKind::Csv {
+            dir: non_empty_path("source.csv_dir", &raw.csv_dir)?,
+        },
+        other => {
+            return Err(ConfigError::new(
+                "source.kind",
+                format!("{other:?} is not a source kind; use \"rest\" or \"csv\""),
+            ));
+        }
+    };
+    let base_url = parse_base_url(&raw.base_url)?;
+    if !(1..=1000).contains(&raw.page_size) {
+        return Err(ConfigError::new(
+            "source.page_size",
+            format!("{} is outside 1..=1000 (the contract's maximum)", raw.page_size),
+        ));
+    }
+    if raw.backoff_base_ms > raw.backoff_max_ms {
+        return Err(ConfigError::new(
+            "source.backoff_base_ms",
+            "must not exceed source.backoff_max_ms",
+        ));
+    }
+    Ok(SourceSettings {
+        kind,
+        base_url,
+        page_size: raw.page_size,
+        connect_timeout: positive_secs("source.connect_timeout_secs", raw.connect_timeout_secs)?,
+        request_timeout: positive_secs("source.request_timeout_secs", raw.request_timeout_secs)?,
+        max_body_bytes: at_least("source.max_body_bytes", raw.max_body_bytes, 1024)?,
+        max_retries: raw.max_retries,
+        backoff_base: Duration::from_millis(raw.backoff_base_ms),
+        backoff_max: Duration::from_millis(raw.backoff_max_ms),
+        max_retry_after: Duration::from_secs(raw.max_retry_after_secs),
+        requests_per_second: at_least(
+            "source.requests_per_second",
+            raw.requests_per_second.into(),
+            1,
+        )? as u32,
+    })
+}
+
+/// Parses the CRM's base URL; a trailing slash is added so that relative paths such as
+/// `v1/accounts` join below it rather than replacing its last segment.
+fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
+    let with_slash = if raw.ends_with('/') {
+        raw.to_owned()
+    } else {
+        format!("{raw}/")
+    };
+    let url = Url::parse(&with_slash)
+        .map_err(|e| ConfigError::new("source.base_url", format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            "source.base_url",
+            format!("{raw:?} must be an http or https URL"),
+        ));
+    }
+    Ok(url)
+}
+
+fn writeback_settings(raw: RawWriteback) -> Result<WritebackSettings, ConfigError> {
+    if !(1..=100).contains(&raw.batch_size) {
+        return Err(ConfigError::new(
+            "writeback.batch_size",
+            format!("{} is outside 1..=100 (the contract's maximum)", raw.batch_size),
+        ));
+    }
+    Ok(WritebackSettings {
+        enabled: raw.enabled,
+        batch_size: raw.batch_size,
+        concurrency: at_least("writeback.concurrency", raw.concurrency as u64, 1)? as usize,
+    })
+}
+
+fn log_settings(raw: RawLog) -> Result<LogSettings, ConfigError> {
+    let format = match raw.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                "log.format",
+                format!("{other:?} is not a log format; use \"text\" or \"json\""),
+            ));
+        }
+    };
+    tracing_subscriber::EnvFilter::try_new(&raw.level)
+        .map_err(|e| ConfigError::new("log.level", format!("{:?}: {e}", raw.level)))?;
+    Ok(LogSettings {
+        format,
+        level: raw.level,
+    })
+}
+
+fn non_empty_path(key: &str, raw: &str) -> Result<PathBuf, ConfigError> {
+    if raw.trim().is_empty() {
+        return Err(ConfigError::new(key, "is empty; give a path"));
+    }
+    Ok(PathBuf::from(raw))
+}
+
+fn positive_secs(key: &str, secs: u64) -> Result<Duration, ConfigError> {
+    at_least(key, secs, 1).map(Duration::from_secs)
+}
+
+fn at_least(key: &str, value: u64, minimum: u64) -> Result<u64, ConfigError> {
+    if value < minimum {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is too small; the minimum is {minimum}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn share(key: &str, value: f64) -> Result<f64, ConfigError> {
+    if !(0.0..=1.0).contains(&value) {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is not a share between 0 and 1"),
+        ));
+    }
+    Ok(value)
+}

@@ -1,0 +1,314 @@
+//! The command line: what a person types, and how each command is carried out.
+//!
+//! Commands are thin: they load the settings, build the source, store and cycle the
+//! configuration asks for, run them, and print a report (text for people, JSON for scripts).
+
+mod progress;
+mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+use crate::cycle::{Cycle, CycleReport, Mode};
+use crate::demo;
+use crate::sandbox::{self, Faults, SandboxOptions};
+use crate::settings::{Settings, SourceKind};
+use crate::source::{CsvSource, RestClient};
+use crate::store::{RunStatus, Store};
+use crate::telemetry;
+
+/// touchpoint: customer-success automation for tech-touch accounts.
+#[derive(Debug, Parser)]
+#[command(name = "touchpoint", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML file whose keys override the defaults (see config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate the configuration, then print what it resolves to.
+    CheckConfig,
+    /// Pull the book, score every account, store the scores and write changes back.
+    Cycle(RunArgs),
+    /// Show everything a cycle would do, and why, without changing anything anywhere.
+    Plan(RunArgs),
+    /// Print the receipt of an account's latest score and the history behind it.
+    Explain {
+        /// The CRM id of the account.
+        account_id: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Serve the sandbox CRM: generated (or CSV) data behind the REST contract.
+    Sandbox(SandboxArgs),
+    /// Start a sandbox, run cycles against it and print what a CS lead would read.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Score as of the start of this UTC day (YYYY-MM-DD) instead of now.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<NaiveDate>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Accounts in the generated book.
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+    /// Seed of the generated book: the same seed gives the same book.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8700)]
+    pub port: u16,
+    /// Serve this CSV book instead of generated data.
+    #[arg(long, value_name = "DIR")]
+    pub from_csv: Option<PathBuf>,
+    /// The "today" of the generated book (default: the current UTC date).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub anchor: Option<NaiveDate>,
+    /// The bearer token clients must send.
+    #[arg(long, default_value = "sandbox-token")]
+    pub token: String,
+    /// Share of requests answered with a 5xx (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_share: f64,
+    /// Answer every Nth request with 429 and Retry-After.
+    #[arg(long)]
+    pub rate_limit_every: Option<u32>,
+    /// The Retry-After of those 429s, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u32,
+    /// Delay added to every response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Share of malformed rows in list pages (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_share: f64,
+    /// On this page of each list, hand back the cursor the client sent.
+    #[arg(long)]
+    pub repeat_cursor_on_page: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Accounts in the demo's generated book.
+    #[arg(long, default_value_t = 3000)]
+    pub accounts: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the demo keeps its SQLite file (recreated on every demo run).
+    #[arg(long, default_value = "data/demo")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs a parsed command line and says how the process should exit.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => check_config(cli.config),
+        Command::Cycle(args) => run_cycle(cli.config, args, Mode::Act).await,
+        Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
+        Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
+        Command::Sandbox(args) => run_sandbox(args).await,
+        Command::Demo(args) => {
+            telemetry::init_default();
+            demo::run(cli.config.as_deref(), &args).await
+        }
+    }
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config.as_deref())?;
+    telemetry::init(&settings.log);
+    Ok(settings)
+}
+
+fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    println!("configuration is valid");
+    println!("  source: {}", describe_source(&settings));
+    println!("  store: {}", settings.store.path.display());
+    println!(
+        "  scoring: model {} (config version {})",
+        settings.scoring.model_version(),
+        settings.scoring.version()
+    );
+    println!(
+        "  write-back: {}",
+        if settings.writeback.enabled { "on" } else { "off" }
+    );
+    if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
+        println!(
+            "  warning: {} is not set; cycle and plan need it",
+            crate::settings::TOKEN_VARIABLE
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_source(settings: &Settings) -> String {
+    match &settings.source.kind {
+        SourceKind::Rest => format!("REST contract at {}", settings.source.base_url),
+        SourceKind::Csv { dir } => format!("CSV book in {}", dir.display()),
+    }
+}
+
+/// The instant a run scores as of: the start of `as_of` (UTC), or now.
+pub fn as_of_instant(as_of: Option<NaiveDate>) -> DateTime<Utc> {
+    as_of.map_or_else(Utc::now, |day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    let now = as_of_instant(args.as_of);
+    let store = match mode {
+        Mode::Act => Some(Store::open(&settings.store).await?),
+        Mode::Plan => Store::open_read_only(&settings.store).await?,
+    };
+    let command = if mode == Mode::Act { "cycle" } else { "plan" };
+    let report = cycle_once(&settings, store.as_ref(), command, now, mode).await?;
+
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", report::render(&report, report::Detail::EveryChange)),
+    }
+    Ok(exit_code(&report))
+}
+
+/// Builds the configured source and runs one cycle against it.
+pub async fn cycle_once(
+    settings: &Settings,
+    store: Option<&Store>,
+    command: &str,
+    now: DateTime<Utc>,
+    mode: Mode,
+) -> anyhow::Result<CycleReport> {
+    cycle_with_token(settings, store, command, now, mode, None).await
+}
+
+/// Like [`cycle_once`], with the CRM token given (`None`: read it from the environment).
+pub async fn cycle_with_token(
+    settings: &Settings,
+    store: Option<&Store>,
+    command: &str,
+    now: DateTime<Utc>,
+    mode: Mode,
+    token: Option<SecretString>,
+) -> anyhow::Result<CycleReport> {
+    let show_progress = std::io::stderr().is_terminal();
+    match &settings.source.kind {
+        SourceKind::Rest => {
+            let token = match token {
+                Some(token) => token,
+                None => Settings::source_token()?,
+            };
+            let client = RestClient::new(&settings.source, token)?;
+            let cycle = Cycle {
+                settings,
+                source: &client,
+                crm: Some(&client),
+                store,
+                command,
+            };
+            progress::while_running(show_progress, &client, cycle.run(now, mode)).await
+        }
+        SourceKind::Csv { dir } => {
+            let source = CsvSource::new(dir.clone());
+            let cycle = Cycle {
+                settings,
+                source: &source,
+                crm: None,
+                store,
+                command,
+            };
+            cycle.run(now, mode).await
+        }
+    }
+}
+
+/// The summary the demo prints: bands, measures, the biggest movers, where to look next.
+pub fn render_summary(report: &CycleReport) -> String {
+    report::render(report, report::Detail::Movers)
+}
+
+fn exit_code(report: &CycleReport) -> ExitCode {
+    match report.status {
+        RunStatus::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+async fn explain(
+    config: Option<PathBuf>,
+    account_id: &str,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    let Some(store) = Store::open_read_only(&settings.store).await? else {
+        anyhow::bail!(
+            "there is no store at {} yet: run `touchpoint cycle` first",
+            settings.store.path.display()
+        );
+    };
+    let Some(explained) = store.explain(account_id).await? else {
+        anyhow::bail!("account {account_id} has no score yet: is the id right, and has a cycle run?");
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
+        Output::Text => print!("{}", report::render_explained(&explained)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    telemetry::init_default();
+    let options = SandboxOptions {
+        accounts: args.accounts,
+        seed: args.seed,
+        anchor: args.anchor.unwrap_or_else(|| Utc::now().date_naive()),
+        from_csv: args.from_csv,
+        token: args.token,
+        faults: Faults {
+            error_share: args.error_share,
+            rate_limit_every: args.rate_limit_every,
+            retry_after_secs: args.retry_after_secs,
+            delay_ms: args.delay_ms,
+            malformed_share: args.malformed_share,
+            repeat_cursor_on_page: args.repeat_cursor_on_page,
+            hang: false,
+        },
+    };
+    let address = ("127.0.0.1", args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on 127.0.0.1:{}", args.port))?;
+    tracing::info!(
+        "sandbox CRM listening on http://127.0.0.1:{} (stop with Ctrl-C)",
+        args.port
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    sandbox::serve(options, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

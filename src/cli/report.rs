@@ -1,0 +1,334 @@
+//! Text reports for people: what a cycle did (or would do), and one account's explanation.
+
+use std::fmt::Write;
+
+use crate::cycle::{ColourCounts, CycleReport, Mode, ScoredAccount, Trend};
+use crate::scoring::Receipt;
+use crate::store::{Explained, RunStatus, StoredScore};
+
+/// How much of the change list to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every account whose score changes, one line each (`plan`, `cycle`).
+    EveryChange,
+    /// Only the biggest movers (the demo).
+    Movers,
+}
+
+/// Movers listed in a summary.
+const MOVERS: usize = 10;
+/// Rejected records listed in full; the rest are counted.
+const REJECTIONS_SHOWN: usize = 20;
+
+pub fn render(report: &CycleReport, detail: Detail) -> String {
+    let mut out = String::new();
+    header(&mut out, report);
+    if report.status == RunStatus::Failed {
+        return out;
+    }
+    book(&mut out, report);
+    health(&mut out, report);
+    changes(&mut out, report, detail);
+    problems(&mut out, report);
+    writeback(&mut out, report);
+    next_steps(&mut out, report);
+    out
+}
+
+fn header(out: &mut String, report: &CycleReport) {
+    let verb = match report.mode {
+        Mode::Plan => "plan (nothing is stored or written)",
+        Mode::Act => "cycle",
+    };
+    let _ = writeln!(out, "touchpoint {verb} as of {}", report.as_of.to_rfc3339());
+    let _ = writeln!(out, "  source: {}", report.source);
+    let _ = writeln!(
+        out,
+        "  scoring: model {}, config version {}",
+        report.model_version, report.config_version
+    );
+    if let Some(run_id) = &report.run_id {
+        let _ = writeln!(out, "  run: {run_id}");
+    }
+    let _ = writeln!(out, "  status: {}", report.status.as_str());
+    if let Some(reason) = &report.reason {
+        let _ = writeln!(out, "  reason: {reason}");
+    }
+}
+
+fn book(out: &mut String, report: &CycleReport) {
+    let _ = writeln!(
+        out,
+        "\nBook: {} accounts pulled ({} archived, not scored); {} scored; {} held back; \
+         {} record(s) rejected",
+        report.accounts_pulled,
+        report.archived,
+        report.scored,
+        report.held.len(),
+        report.rejected.len()
+    );
+}
+
+fn health(out: &mut String, report: &CycleReport) {
+    let bands = &report.bands;
+    let _ = writeln!(out, "\nHealth bands:  {}", colour_line(bands, report.scored));
+    let _ = writeln!(out, "\nBy measure:      green  yellow     red     n/a");
+    for measure in ["deployment", "engagement", "adoption", "roi"] {
+        let counts = report.measures.get(measure).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {measure:<12} {:>7} {:>7} {:>7} {:>7}",
+            counts.green, counts.yellow, counts.red, counts.na
+        );
+    }
+}
+
+fn colour_line(counts: &ColourCounts, total: usize) -> String {
+    let share = |n: usize| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / total as f64
+        }
+    };
+    format!(
+        "GREEN {} ({:.0}%)   YELLOW {} ({:.0}%)   RED {} ({:.0}%)   N/A {} ({:.0}%)",
+        counts.green,
+        share(counts.green),
+        counts.yellow,
+        share(counts.yellow),
+        counts.red,
+        share(counts.red),
+        counts.na,
+        share(counts.na)
+    )
+}
+
+fn changes(out: &mut String, report: &CycleReport, detail: Detail) {
+    let count = |trend: Trend| report.accounts.iter().filter(|a| a.trend == trend).count();
+    let turned_red: Vec<&ScoredAccount> = report.accounts.iter().filter(|a| a.turned_red).collect();
+    let _ = writeln!(
+        out,
+        "\nChanges: {} first scores (baseline), {} up, {} down, {} unchanged, {} turned red",
+        count(Trend::New),
+        count(Trend::Up),
+        count(Trend::Down),
+        count(Trend::Same),
+        turned_red.len()
+    );
+
+    match detail {
+        Detail::EveryChange => {
+            let changed: Vec<&ScoredAccount> = report.changed().collect();
+            if !changed.is_empty() {
+                let _ = writeln!(out, "\nEvery score change ({}):", changed.len());
+                changed.iter().for_each(|a| change_line(out, a));
+            }
+        }
+        Detail::Movers => {
+            let mut movers: Vec<&ScoredAccount> =
+                report.accounts.iter().filter(|a| a.delta() != 0).collect();
+            movers.sort_by_key(|a| (-a.delta().abs(), a.account_id.clone()));
+            if !movers.is_empty() {
+                let _ = writeln!(out, "\nBiggest movers:");
+                movers.iter().take(MOVERS).for_each(|a| change_line(out, a));
+            }
+            if !turned_red.is_empty() {
+                let _ = writeln!(out, "\nTurned red ({}):", turned_red.len());
+                turned_red.iter().take(MOVERS).for_each(|a| change_line(out, a));
+            }
+        }
+    }
+}
+
+fn change_line(out: &mut String, account: &ScoredAccount) {
+    let before = account
+        .previous
+        .as_ref()
+        .map_or("new".to_owned(), score_text);
+    let delta = match account.delta() {
+        0 => String::new(),
+        d => format!(" ({d:+})"),
+    };
+    let _ = writeln!(
+        out,
+        "  {:<12} {:<24} {before} -> {}{delta}",
+        account.account_id,
+        truncate(&account.name, 24),
+        score_text(&account.current)
+    );
+    let _ = writeln!(out, "      why: {}", why(account));
+}
+
+/// The reasons worth reading: the measures that changed, or for a first score the ones that
+/// are not green.
+fn why(account: &ScoredAccount) -> String {
+    let previous = account.previous.as_ref();
+    let picked: Vec<&String> = account
+        .reasons
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| match previous {
+            Some(before) => before.measures[*i] != account.current.measures[*i],
+            None => account.current.measures[*i] != "green",
+        })
+        .map(|(_, reason)| reason)
+        .collect();
+    if picked.is_empty() {
+        return "every measure is green".to_owned();
+    }
+    picked
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn score_text(score: &StoredScore) -> String {
+    match score.score {
+        Some(value) => format!("{value} {}", score.band),
+        None => "n/a".to_owned(),
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{cut}~")
+}
+
+fn problems(out: &mut String, report: &CycleReport) {
+    if !report.held.is_empty() {
+        let _ = writeln!(out, "\nHeld back (not scored, data incomplete):");
+        for (account, why) in report.held.iter().take(REJECTIONS_SHOWN) {
+            let _ = writeln!(out, "  {account}: {why}");
+        }
+    }
+    if report.rejected.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nRejected records ({}):", report.rejected.len());
+    for r in report.rejected.iter().take(REJECTIONS_SHOWN) {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            r.dataset,
+            r.record_id.as_deref().unwrap_or("(no id)"),
+            r.reason
+        );
+    }
+    if report.rejected.len() > REJECTIONS_SHOWN {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (--output json lists them all)",
+            report.rejected.len() - REJECTIONS_SHOWN
+        );
+    }
+}
+
+fn writeback(out: &mut String, report: &CycleReport) {
+    let _ = write!(out, "\nWrite-back: {} account(s) due", report.writes_due);
+    if let Some(note) = &report.writeback_note {
+        let _ = writeln!(out, "; {note}");
+        return;
+    }
+    match (&report.writeback, report.mode) {
+        (_, Mode::Plan) => {
+            let _ = writeln!(out, "; plan writes nothing");
+        }
+        (Some(w), Mode::Act) => {
+            let _ = writeln!(
+                out,
+                "; {} stored by the CRM, {} refused, {} batch(es) failed",
+                w.stored_count,
+                w.refused.len(),
+                w.failed_batches.len()
+            );
+        }
+        (None, Mode::Act) => {
+            let _ = writeln!(out);
+        }
+    }
+    if let Some(client) = report.client {
+        let _ = writeln!(
+            out,
+            "CRM traffic: {} requests, {:.1} MB read, {} retries, {} rate-limited",
+            client.requests,
+            client.bytes as f64 / 1e6,
+            client.retries,
+            client.rate_limited
+        );
+    }
+}
+
+fn next_steps(out: &mut String, report: &CycleReport) {
+    let worst_measure = ["engagement", "adoption", "deployment", "roi"]
+        .iter()
+        .filter_map(|m| report.measures.get(*m).map(|c| (*m, c.red)))
+        .max_by_key(|(_, red)| *red);
+    let example = report
+        .accounts
+        .iter()
+        .filter(|a| a.current.band == "red")
+        .max_by_key(|a| (a.turned_red, -a.delta()));
+
+    let _ = writeln!(out, "\nWhere to look next:");
+    if let Some((measure, red)) = worst_measure.filter(|(_, red)| *red > 0) {
+        let _ = writeln!(
+            out,
+            "  - {measure} is the most common red measure ({red} accounts)"
+        );
+    }
+    if let Some(account) = example {
+        let _ = writeln!(
+            out,
+            "  - touchpoint explain {}   (why {} is red)",
+            account.account_id, account.name
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  - touchpoint plan --output json   (every account with its reasons)"
+    );
+}
+
+/// Renders `explain`: the latest receipt, then the history of changes.
+pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
+    let receipt: Receipt = serde_json::from_value(explained.receipt.clone())?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Account {}: {} (trend {}), scored as of {} in run {}",
+        explained.account_id,
+        score_text(&explained.scored),
+        explained.trend,
+        explained.as_of,
+        explained.run_id
+    );
+    let written = explained.written_at.as_deref().unwrap_or("not yet");
+    let _ = writeln!(out, "Written to the CRM: {written}\n");
+    out.push_str(&receipt.render_text());
+    let _ = writeln!(out, "\nHistory (a row each time the score, band or a measure changed):");
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>5} {:<7} deployment/engagement/adoption/roi",
+        "as of", "score", "band"
+    );
+    for row in &explained.history {
+        let score = row
+            .scored
+            .score
+            .map_or("n/a".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>5} {:<7} {}",
+            row.as_of,
+            score,
+            row.scored.band,
+            row.scored.measures.join("/")
+        );
+    }
+    Ok(out)
+}

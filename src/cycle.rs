@@ -1,0 +1,442 @@
+//! One cycle: pull, score, store, write back. `plan` runs the same steps and changes nothing.
+//!
+//! The cycle is the scheduler's unit of work and what `touchpoint cycle`, `plan` and `demo`
+//! run. It decides *what* happens; the source, the store and the write-back carry it out. A
+//! pull that failed or came back incomplete stops the cycle before anything is scored: missing
+//! data is never scored as if it were empty.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::model::{Account, Rejected};
+use crate::pull::{self, Book, RowCounts};
+use crate::scoring::{self, Colour, Measure, Scorecard};
+use crate::settings::Settings;
+use crate::source::{RestClient, Source, rest::ClientCounts};
+use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::writeback::{self, HealthItem, WritebackReport};
+
+/// Whether the cycle acts or only reports what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Pull and score, then print what would change; nothing is stored or written anywhere.
+    Plan,
+    /// Pull, score, store and write back.
+    Act,
+}
+
+/// How an account's score moved since its previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trend {
+    /// The first score: a baseline, with nothing to compare against.
+    New,
+    Up,
+    Down,
+    Same,
+    /// Scored now or before, but one of the two has no overall score (N/A).
+    Unscored,
+}
+
+impl Trend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trend::New => "new",
+            Trend::Up => "up",
+            Trend::Down => "down",
+            Trend::Same => "same",
+            Trend::Unscored => "n/a",
+        }
+    }
+
+    fn between(previous: Option<&StoredScore>, current: &StoredScore) -> Trend {
+        let Some(previous) = previous else {
+            return Trend::New;
+        };
+        match (previous.score, current.score) {
+            (Some(before), Some(now)) if now > before => Trend::Up,
+            (Some(before), Some(now)) if now < before => Trend::Down,
+            (Some(_), Some(_)) => Trend::Same,
+            _ if previous == current => Trend::Same,
+            _ => Trend::Unscored,
+        }
+    }
+}
+
+/// One account's new score, compared with its previous one.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredAccount {
+    pub account_id: String,
+    pub name: String,
+    pub previous: Option<StoredScore>,
+    pub current: StoredScore,
+    pub trend: Trend,
+    /// The band is red now and the previous score was not (a first score is a baseline).
+    pub turned_red: bool,
+    /// One line per measure: its colour and reason.
+    pub reasons: Vec<String>,
+    #[serde(skip)]
+    receipt: String,
+    #[serde(skip)]
+    written: Option<String>,
+}
+
+impl ScoredAccount {
+    pub fn changed(&self) -> bool {
+        self.previous.as_ref() != Some(&self.current)
+    }
+
+    pub fn delta(&self) -> i32 {
+        let value = |s: &StoredScore| s.score.map(i32::from);
+        match (self.previous.as_ref().and_then(value), value(&self.current)) {
+            (Some(before), Some(now)) => now - before,
+            _ => 0,
+        }
+    }
+
+    fn needs_write(&self) -> bool {
+        self.written.as_deref() != Some(self.current.fingerprint().as_str())
+    }
+}
+
+/// Counts of accounts per colour.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ColourCounts {
+    pub green: usize,
+    pub yellow: usize,
+    pub red: usize,
+    pub na: usize,
+}
+
+impl ColourCounts {
+    fn add(&mut self, colour: &str) {
+        match colour {
+            "green" => self.green += 1,
+            "yellow" => self.yellow += 1,
+            "red" => self.red += 1,
+            _ => self.na += 1,
+        }
+    }
+}
+
+/// Everything a cycle (or plan) did or would do, for people and for `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub mode: Mode,
+    pub run_id: Option<String>,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub as_of: DateTime<Utc>,
+    pub source: String,
+    pub model_version: String,
+    pub config_version: String,
+    pub rows: RowCounts,
+    pub accounts_pulled: usize,
+    pub archived: usize,
+    pub scored: usize,
+    pub held: Vec<(String, String)>,
+    pub rejected: Vec<Rejected>,
+    pub bands: ColourCounts,
+    pub measures: HashMap<String, ColourCounts>,
+    pub accounts: Vec<ScoredAccount>,
+    /// Accounts whose write-back is due (changed since the CRM last accepted them).
+    pub writes_due: usize,
+    pub writeback: Option<WritebackReport>,
+    pub writeback_note: Option<String>,
+    pub client: Option<ClientCounts>,
+}
+
+impl CycleReport {
+    pub fn changed(&self) -> impl Iterator<Item = &ScoredAccount> {
+        self.accounts.iter().filter(|a| a.changed())
+    }
+}
+
+/// What a cycle needs around it.
+pub struct Cycle<'a, S: Source> {
+    pub settings: &'a Settings,
+    pub source: &'a S,
+    /// The CRM to write scores back to; `None` for a source without one (a CSV book).
+    pub crm: Option<&'a RestClient>,
+    /// The store; `None` in plan mode before any cycle created it.
+    pub store: Option<&'a Store>,
+    pub command: &'a str,
+}
+
+impl<S: Source> Cycle<'_, S> {
+    /// Runs the cycle as of `now`.
+    pub async fn run(&self, now: DateTime<Utc>, mode: Mode) -> anyhow::Result<CycleReport> {
+        let scoring = &self.settings.scoring;
+        let run_id = (mode == Mode::Act).then(new_run_id);
+        self.begin(run_id.as_deref(), now).await?;
+
+        let book = pull::pull(self.source, scoring, now).await;
+        let previous = match self.store {
+            Some(store) => store.latest_scores().await?,
+            None => HashMap::new(),
+        };
+        let mut report = self.empty_report(mode, run_id.clone(), now, &book);
+
+        if let Some(reason) = self.refusal(&book).await? {
+            tracing::error!(run.id = run_id.as_deref().unwrap_or("plan"), "{reason}");
+            report.status = RunStatus::Failed;
+            report.reason = Some(reason);
+            self.finish(&report).await?;
+            return Ok(report);
+        }
+
+        report.accounts = score_book(&book, self.settings, now, &previous);
+        tally(&mut report);
+        if mode == Mode::Act {
+            self.save(&report, &book).await?;
+        }
+        self.write_back(&mut report, mode, now).await?;
+        if !report.held.is_empty() {
+            report.status = RunStatus::Partial;
+            report.reason = Some(format!(
+                "{} account(s) held back because some of their records were rejected",
+                report.held.len()
+            ));
+        }
+        self.finish(&report).await?;
+        Ok(report)
+    }
+
+    async fn begin(&self, run_id: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let (Some(run_id), Some(store)) = (run_id, self.store) else {
+            return Ok(());
+        };
+        let scoring = &self.settings.scoring;
+        store
+            .save_config_version(&scoring.version(), &scoring.canonical_json())
+            .await?;
+        store
+            .begin_run(&RunStart {
+                id: run_id.to_owned(),
+                command: self.command.to_owned(),
+                started_at: Utc::now(),
+                as_of: now,
+                config_version: scoring.version(),
+                source: self.source.describe(),
+            })
+            .await
+    }
+
+    /// Why nothing may be scored this time, if anything stops it.
+    async fn refusal(&self, book: &Book) -> anyhow::Result<Option<String>> {
+        if !book.is_complete() {
+            let failures: Vec<String> = book
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.dataset, f.error))
+                .collect();
+            return Ok(Some(format!(
+                "the pull failed, so nothing was scored or written ({})",
+                failures.join("; ")
+            )));
+        }
+        let Some(store) = self.store else {
+            return Ok(None);
+        };
+        let Some(last) = store.last_complete_book_size().await? else {
+            return Ok(None);
+        };
+        let pulled = book.accounts.len() as f64;
+        let floor = last as f64 * self.settings.cycle.min_book_share;
+        if pulled < floor {
+            return Ok(Some(format!(
+                "the pull looks incomplete: {pulled} accounts against {last} last time \
+                 (cycle.min_book_share = {}), so nothing was scored or written",
+                self.settings.cycle.min_book_share
+            )));
+        }
+        Ok(None)
+    }
+
+    fn empty_report(
+        &self,
+        mode: Mode,
+        run_id: Option<String>,
+        now: DateTime<Utc>,
+        book: &Book,
+    ) -> CycleReport {
+        let scoring = &self.settings.scoring;
+        CycleReport {
+            mode,
+            run_id,
+            status: RunStatus::Succeeded,
+            reason: None,
+            as_of: now,
+            source: self.source.describe(),
+            model_version: scoring.model_version().to_owned(),
+            config_version: scoring.version(),
+            rows: book.rows.clone(),
+            accounts_pulled: book.accounts.len(),
+            archived: book.accounts.values().filter(|a| a.archived).count(),
+            scored: 0,
+            held: book
+                .held
+                .iter()
+                .map(|(id, why)| (id.to_string(), why.clone()))
+                .collect(),
+            rejected: book.rejected.clone(),
+            bands: ColourCounts::default(),
+            measures: HashMap::new(),
+            accounts: Vec::new(),
+            writes_due: 0,
+            writeback: None,
+            writeback_note: None,
+            client: self.crm.map(RestClient::counts),
+        }
+    }
+
+    async fn save(&self, report: &CycleReport, book: &Book) -> anyhow::Result<()> {
+        let (Some(store), Some(run_id)) = (self.store, report.run_id.as_deref()) else {
+            return Ok(());
+        };
+        let rows: Vec<ScoreRow> = report
+            .accounts
+            .iter()
+            .map(|a| ScoreRow {
+                account_id: a.account_id.clone(),
+                scored: a.current.clone(),
+                trend: a.trend.as_str().to_owned(),
+                receipt: a.receipt.clone(),
+                changed: a.changed(),
+            })
+            .collect();
+        store
+            .save_scores(run_id, report.as_of, &report.config_version, &rows)
+            .await
+            .context("failed to save the scores")?;
+        store.save_rejections(run_id, &book.rejected).await
+    }
+
+    async fn write_back(
+        &self,
+        report: &mut CycleReport,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let due: Vec<&ScoredAccount> = report.accounts.iter().filter(|a| a.needs_write()).collect();
+        report.writes_due = due.len();
+        let Some(crm) = self.crm else {
+            report.writeback_note = Some("the source has no CRM to write scores back to".into());
+            return Ok(());
+        };
+        if !self.settings.writeback.enabled {
+            report.writeback_note = Some("write-back is off (writeback.enabled = false)".into());
+            return Ok(());
+        }
+        if mode == Mode::Plan {
+            return Ok(());
+        }
+
+        let model_version = self.settings.scoring.model_version();
+        let items: Vec<HealthItem> = due
+            .iter()
+            .map(|a| HealthItem::new(&a.account_id, &a.current, now, model_version))
+            .collect();
+        let written = writeback::write_back(crm, &self.settings.writeback, items).await;
+        if let Some(store) = self.store {
+            store.mark_written(&written.stored, Utc::now()).await?;
+        }
+        report.client = Some(crm.counts());
+        report.writeback = Some(written);
+        Ok(())
+    }
+
+    async fn finish(&self, report: &CycleReport) -> anyhow::Result<()> {
+        let (Some(store), Some(run_id)) = (self.store, report.run_id.as_deref()) else {
+            return Ok(());
+        };
+        let summary = serde_json::json!({
+            "rows": report.rows,
+            "scored": report.scored,
+            "held": report.held.len(),
+            "rejected": report.rejected.len(),
+            "bands": report.bands,
+            "changed": report.changed().count(),
+            "written": report.writeback.as_ref().map(|w| w.stored_count),
+        });
+        let pulled = (report.status != RunStatus::Failed).then_some(report.accounts_pulled as u64);
+        store
+            .finish_run(run_id, report.status, report.reason.as_deref(), pulled, &summary)
+            .await
+    }
+}
+
+/// Scores every live account that is not held back, in account-id order.
+fn score_book(
+    book: &Book,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    previous: &HashMap<String, Latest>,
+) -> Vec<ScoredAccount> {
+    book.accounts
+        .values()
+        .filter(|account| !account.archived && !book.held.contains_key(&account.id))
+        .filter_map(|account| {
+            let facts = book.facts.get(&account.id)?;
+            let card = scoring::score(facts, &settings.scoring, now);
+            Some(compare(account, &card, previous.get(account.id.as_str())))
+        })
+        .collect()
+}
+
+fn compare(account: &Account, card: &Scorecard, previous: Option<&Latest>) -> ScoredAccount {
+    let current = stored(card);
+    let before = previous.map(|p| p.scored.clone());
+    let trend = Trend::between(before.as_ref(), &current);
+    let turned_red = current.band == Colour::Red.as_str()
+        && before.as_ref().is_some_and(|b| b.band != Colour::Red.as_str());
+    ScoredAccount {
+        account_id: account.id.to_string(),
+        name: account.name.clone(),
+        previous: before,
+        current,
+        trend,
+        turned_red,
+        reasons: Measure::ALL
+            .iter()
+            .map(|m| {
+                let result = card.measure(*m);
+                format!("{}: {} ({})", m.as_str(), result.colour.as_str(), result.reason)
+            })
+            .collect(),
+        receipt: serde_json::to_string(&card.receipt).unwrap_or_default(),
+        written: previous.and_then(|p| p.written.clone()),
+    }
+}
+
+fn stored(card: &Scorecard) -> StoredScore {
+    StoredScore {
+        score: card.score.map(|s| s.get()),
+        band: card.band.as_str().to_owned(),
+        measures: Measure::ALL.map(|m| card.measure(m).colour.as_str().to_owned()),
+    }
+}
+
+fn tally(report: &mut CycleReport) {
+    report.scored = report.accounts.len();
+    for account in &report.accounts {
+        report.bands.add(&account.current.band);
+        for (measure, colour) in Measure::ALL.iter().zip(&account.current.measures) {
+            report
+                .measures
+                .entry(measure.as_str().to_owned())
+                .or_default()
+                .add(colour);
+        }
+    }
+}
+
+/// A sortable, unique run id: the start time and a random suffix.
+fn new_run_id() -> String {
+    let suffix: u16 = rand::random();
+    format!("run-{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}

@@ -1,0 +1,289 @@
+//! Pulling a book from a [`Source`] into compact per-account facts.
+//!
+//! A pull runs in two phases. First owners, accounts and contacts are read (concurrently), so
+//! that every contact's account and persona are known. Then activities, usage and survey
+//! answers are read (concurrently) and folded at once into each account's
+//! [`AccountFacts`]: only the evidence scoring needs is kept, never the raw rows, so memory
+//! grows with the number of accounts and contacts, not with the number of activities.
+//!
+//! Records are deduplicated by id (the same row on two pages counts once; the newest
+//! `updated_at` wins). A row that cannot be read is kept as a [`Rejected`] record and, when
+//! its account is known, holds that account back: its data is incomplete, and touchpoint never
+//! scores missing data as if it were empty. A list that cannot be read to its end fails the
+//! whole pull.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::model::{
+    Account, AccountId, Activity, ActivityId, Contact, ContactId, Owner, OwnerId, Rejected,
+    ResponseId, SurveyResponse, UsageRow,
+};
+use crate::scoring::{AccountFacts, FactsBuilder, Folded, ScoringConfig};
+use crate::source::{ActivityQuery, Source, SourceError, UsageQuery};
+
+/// How far back survey answers are read: the ROI window, plus a margin so an answer's
+/// late-arriving sync still lands in the window it belongs to.
+const ANSWER_MARGIN_DAYS: i64 = 31;
+
+/// A list that could not be read to its end.
+#[derive(Debug, Clone)]
+pub struct ListFailure {
+    pub dataset: &'static str,
+    pub error: SourceError,
+}
+
+/// Rows read per list, for the run report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RowCounts {
+    pub owners: u64,
+    pub accounts: u64,
+    pub contacts: u64,
+    pub activities: u64,
+    pub usage: u64,
+    pub survey_responses: u64,
+}
+
+/// Everything a pull learned.
+#[derive(Debug, Default)]
+pub struct Book {
+    pub accounts: BTreeMap<AccountId, Account>,
+    pub owners: HashMap<OwnerId, Owner>,
+    /// Every contact, newest version of each.
+    pub contacts: HashMap<ContactId, Contact>,
+    pub facts: HashMap<AccountId, AccountFacts>,
+    pub rejected: Vec<Rejected>,
+    /// Accounts whose data is incomplete, with the first reason found.
+    pub held: BTreeMap<AccountId, String>,
+    pub failures: Vec<ListFailure>,
+    pub rows: RowCounts,
+}
+
+impl Book {
+    /// Whether every list was read to its end.
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    fn reject(&mut self, rejected: Rejected) {
+        if let Some(account) = rejected
+            .account_id
+            .as_deref()
+            .and_then(|id| AccountId::parse(id).ok())
+        {
+            let reason = format!("a {} row was rejected: {}", rejected.dataset, rejected.reason);
+            self.held.entry(account).or_insert(reason);
+        }
+        tracing::warn!(
+            dataset = %rejected.dataset,
+            record.id = rejected.record_id.as_deref().unwrap_or("?"),
+            account.id = rejected.account_id.as_deref().unwrap_or("?"),
+            "skipped a record: {}",
+            rejected.reason
+        );
+        self.rejected.push(rejected);
+    }
+}
+
+/// Reads a whole book as of `now`.
+pub async fn pull<S: Source>(source: &S, config: &ScoringConfig, now: DateTime<Utc>) -> Book {
+    let builder = FactsBuilder::new(config, now);
+    let mut book = Book::default();
+
+    read_people(source, &mut book).await;
+    if !book.is_complete() {
+        return book;
+    }
+
+    start_facts(&builder, &mut book);
+    read_evidence(source, &builder, &mut book).await;
+    book
+}
+
+/// Phase one: owners, accounts and contacts.
+async fn read_people<S: Source>(source: &S, book: &mut Book) {
+    let mut owners: Vec<Result<Owner, Rejected>> = Vec::new();
+    let mut accounts = HashMap::<AccountId, Account>::new();
+    let mut contacts = HashMap::<ContactId, Contact>::new();
+    let mut account_rejects = Vec::new();
+    let mut contact_rejects = Vec::new();
+    let mut rows = RowCounts::default();
+
+    let (owners_read, accounts_read, contacts_read) = {
+        let mut owner_sink = |row| owners.push(row);
+        let mut account_sink = |row: Result<Account, Rejected>| {
+            rows.accounts += 1;
+            match row {
+                Ok(account) => keep_newest(&mut accounts, account.id.clone(), account, |a| {
+                    a.updated_at
+                }),
+                Err(r) => account_rejects.push(r),
+            }
+        };
+        let mut contact_sink = |row: Result<Contact, Rejected>| {
+            rows.contacts += 1;
+            match row {
+                Ok(contact) => keep_newest(&mut contacts, contact.id.clone(), contact, |c| {
+                    c.updated_at
+                }),
+                Err(r) => contact_rejects.push(r),
+            }
+        };
+        tokio::join!(
+            source.owners(&mut owner_sink),
+            source.accounts(&mut account_sink),
+            source.contacts(&mut contact_sink),
+        )
+    };
+
+    rows.owners = owners.len() as u64;
+    book.rows = rows;
+    for row in owners {
+        match row {
+            Ok(owner) => {
+                book.owners.insert(owner.id.clone(), owner);
+            }
+            Err(r) => book.reject(r),
+        }
+    }
+    account_rejects
+        .into_iter()
+        .chain(contact_rejects)
+        .for_each(|r| book.reject(r));
+    note_failure(book, "owners", owners_read);
+    note_failure(book, "accounts", accounts_read);
+    note_failure(book, "contacts", contacts_read);
+    book.accounts = accounts.into_iter().collect();
+    book.contacts = contacts;
+}
+
+/// Keeps the newest version of a record read more than once (on two pages, or twice in a file).
+fn keep_newest<K: std::hash::Hash + Eq, T>(
+    records: &mut HashMap<K, T>,
+    key: K,
+    record: T,
+    updated_at: impl Fn(&T) -> DateTime<Utc>,
+) {
+    match records.get(&key) {
+        Some(known) if updated_at(known) > updated_at(&record) => {}
+        _ => {
+            records.insert(key, record);
+        }
+    }
+}
+
+/// Starts every account's facts from its record and its live key-persona contacts.
+fn start_facts(builder: &FactsBuilder<'_>, book: &mut Book) {
+    book.facts = book
+        .accounts
+        .values()
+        .map(|account| (account.id.clone(), builder.start(account)))
+        .collect();
+    for contact in book.contacts.values() {
+        if let Some(facts) = book.facts.get_mut(&contact.account_id) {
+            builder.fold_contact(facts, contact);
+        }
+    }
+}
+
+/// The state the three evidence lists fold into. They are read concurrently within one task;
+/// the mutex is never contended for long, it only lets three sinks share the facts.
+struct Folding<'b> {
+    facts: &'b mut HashMap<AccountId, AccountFacts>,
+    rejected: Vec<Rejected>,
+    seen_activities: HashSet<ActivityId>,
+    seen_answers: HashSet<ResponseId>,
+    rows: RowCounts,
+}
+
+impl Folding<'_> {
+    fn fold(&mut self, account_id: &AccountId, fold: impl FnOnce(&mut AccountFacts) -> Folded) {
+        if let Some(facts) = self.facts.get_mut(account_id) {
+            fold(facts);
+        }
+    }
+}
+
+/// Phase two: activities, usage and survey answers, folded into the facts as they arrive.
+async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: &mut Book) {
+    let windows = *builder.windows();
+    let activity_query = ActivityQuery {
+        since: windows.engagement.start,
+        until: windows.engagement.end,
+        types: builder.activity_types(),
+    };
+    let usage_query = UsageQuery {
+        window_end: windows.adoption.end,
+        window_days: windows.adoption.days() as u32,
+        features: builder.key_features().to_vec(),
+    };
+    let answers_since = windows.roi.start - TimeDelta::days(ANSWER_MARGIN_DAYS);
+    let key_contacts: HashSet<ContactId> = book
+        .contacts
+        .values()
+        .filter(|c| builder.is_key_persona(c))
+        .map(|c| c.id.clone())
+        .collect();
+
+    let folding = Mutex::new(Folding {
+        facts: &mut book.facts,
+        rejected: Vec::new(),
+        seen_activities: HashSet::new(),
+        seen_answers: HashSet::new(),
+        rows: RowCounts::default(),
+    });
+    let lock = || folding.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut activity_sink = |row: Result<Activity, Rejected>| {
+        let mut f = lock();
+        f.rows.activities += 1;
+        match row {
+            Ok(a) if f.seen_activities.insert(a.id.clone()) => f.fold(&a.account_id, |facts| {
+                builder.fold_activity(facts, &a, |id| key_contacts.contains(id))
+            }),
+            Ok(_duplicate) => {}
+            Err(r) => f.rejected.push(r),
+        }
+    };
+    let mut usage_sink = |row: Result<UsageRow, Rejected>| {
+        let mut f = lock();
+        f.rows.usage += 1;
+        match row {
+            Ok(u) => f.fold(&u.account_id, |facts| builder.fold_usage(facts, &u)),
+            Err(r) => f.rejected.push(r),
+        }
+    };
+    let mut answer_sink = |row: Result<SurveyResponse, Rejected>| {
+        let mut f = lock();
+        f.rows.survey_responses += 1;
+        match row {
+            Ok(a) if f.seen_answers.insert(a.id.clone()) => {
+                f.fold(&a.account_id, |facts| builder.fold_response(facts, &a))
+            }
+            Ok(_duplicate) => {}
+            Err(r) => f.rejected.push(r),
+        }
+    };
+    let (activities_read, usage_read, answers_read) = tokio::join!(
+        source.activities(&activity_query, &mut activity_sink),
+        source.usage(&usage_query, &mut usage_sink),
+        source.survey_responses(answers_since, &mut answer_sink),
+    );
+
+    let folded = folding.into_inner().unwrap_or_else(PoisonError::into_inner);
+    book.rows.activities = folded.rows.activities;
+    book.rows.usage = folded.rows.usage;
+    book.rows.survey_responses = folded.rows.survey_responses;
+    folded.rejected.into_iter().for_each(|r| book.reject(r));
+    note_failure(book, "activities", activities_read);
+    note_failure(book, "usage", usage_read);
+    note_failure(book, "survey_responses", answers_read);
+}
+
+fn note_failure(book: &mut Book, dataset: &'static str, result: Result<(), SourceError>) {
+    if let Err(error) = result {
+        tracing::error!(dataset, "could not read the {dataset} list: {error}");
+        book.failures.push(ListFailure { dataset, error });
+    }
+}

@@ -1,0 +1,322 @@
+//! The HTTP client for touchpoint's REST contract: paged reads and idempotent writes.
+//!
+//! It owns transport concerns only: timeouts, gzip, a cap on response size, a client-side
+//! request rate, retries with capped exponential backoff and jitter (5xx, 423, timeouts),
+//! `Retry-After` on 429 (the same request, and so the same cursor, is sent again), and the
+//! detection of a cursor that repeats. What the rows mean is the puller's business; a row that
+//! does not parse is handed on as a [`Rejected`] record so that one bad row costs one record.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::SourceError;
+use crate::model::{Page, Rejected};
+use crate::settings::SourceSettings;
+
+/// Counters an operator (and the run report) reads to see how hard a pull had to work.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// A snapshot of [`ClientStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientCounts {
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub bytes: u64,
+}
+
+/// A client for one CRM (or bridge) that speaks the contract.
+#[derive(Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base: Url,
+    token: SecretString,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    settings: SourceSettings,
+    stats: Arc<ClientStats>,
+}
+
+/// The RFC 9457 problem body, as far as the client needs it.
+#[derive(Debug, Default, Deserialize)]
+struct Problem {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    policy: Option<String>,
+}
+
+impl RestClient {
+    pub fn new(settings: &SourceSettings, token: SecretString) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .gzip(true)
+            .user_agent(concat!("touchpoint/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SourceError::Transport(e.to_string()))?;
+        let per_second = NonZeroU32::new(settings.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(per_second));
+        Ok(Self {
+            http,
+            base: settings.base_url.clone(),
+            token,
+            limiter: Arc::new(limiter),
+            settings: settings.clone(),
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn counts(&self) -> ClientCounts {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ClientCounts {
+            requests: read(&self.stats.requests),
+            retries: read(&self.stats.retries),
+            rate_limited: read(&self.stats.rate_limited),
+            bytes: read(&self.stats.bytes),
+        }
+    }
+
+    /// Walks every page of a list, handing each row to `sink` as it is read.
+    ///
+    /// Only one page is held at a time. A cursor the server already handed out ends the walk
+    /// with [`SourceError::RepeatingCursor`]: following it would loop forever or count rows
+    /// twice.
+    pub async fn for_each<T: DeserializeOwned>(
+        &self,
+        dataset: &str,
+        path: &str,
+        params: &[(&str, String)],
+        sink: &mut (dyn FnMut(Result<T, Rejected>) + Send),
+    ) -> Result<u64, SourceError> {
+        let mut cursor: Option<String> = None;
+        let mut seen = HashSet::new();
+        let mut pages = 0;
+
+        loop {
+            let mut query: Vec<(&str, String)> = params.to_vec();
+            query.push(("limit", self.settings.page_size.to_string()));
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor.clone()));
+            }
+            let body = self.send(Method::GET, path, &query, None).await?;
+            let page: Page<serde_json::Value> =
+                serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
+                    what: format!("{path} page {}", pages + 1),
+                    reason: e.to_string(),
+                })?;
+            pages += 1;
+
+            for row in page.data {
+                sink(parse_row(dataset, row));
+            }
+
+            match page.next_cursor {
+                None => return Ok(pages),
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(SourceError::RepeatingCursor {
+                        path: path.to_owned(),
+                        page: pages,
+                    });
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+    }
+
+    /// Sends an idempotent `PUT` with a JSON body and returns the status and the parsed answer.
+    pub async fn put<B: serde::Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, SourceError> {
+        let payload = serde_json::to_vec(body).map_err(|e| SourceError::Malformed {
+            what: format!("request body for {path}"),
+            reason: e.to_string(),
+        })?;
+        let answer = self.send(Method::PUT, path, &[], Some(payload)).await?;
+        serde_json::from_slice(&answer).map_err(|e| SourceError::Malformed {
+            what: format!("answer of PUT {path}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One logical request: retried as the contract says, under the client-side rate limit.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, SourceError> {
+        let url = self.base.join(path).map_err(|e| SourceError::Malformed {
+            what: format!("url for {path}"),
+            reason: e.to_string(),
+        })?;
+        let attempt = || self.attempt(method.clone(), url.clone(), query, body.clone());
+        let longest_wait = self.settings.max_retry_after;
+
+        attempt
+            .retry(self.backoff())
+            .when(|e: &SourceError| e.is_retryable(longest_wait))
+            .adjust(|e: &SourceError, planned: Option<Duration>| {
+                let planned = planned?;
+                Some(e.retry_after().map_or(planned, |wait| wait.max(planned)))
+            })
+            .notify(|e: &SourceError, wait: Duration| {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    http.path = path,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying a CRM request: {e}"
+                );
+            })
+            .await
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.settings.backoff_base)
+            .with_max_delay(self.settings.backoff_max)
+            .with_max_times(self.settings.max_retries as usize)
+            .with_jitter()
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        url: Url,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, SourceError> {
+        self.limiter.until_ready().await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.expose_secret())
+            .header(header::ACCEPT, "application/json")
+            .query(query);
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+
+        let status = response.status();
+        if status.is_success() {
+            return self.read_capped(response).await;
+        }
+        Err(self.error_for(status, response).await)
+    }
+
+    /// Reads a body chunk by chunk and stops as soon as it passes the configured cap, so a
+    /// runaway server cannot exhaust memory.
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, SourceError> {
+        let limit = self.settings.max_body_bytes;
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(SourceError::BodyTooLarge { limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(SourceError::BodyTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.stats
+            .bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(body)
+    }
+
+    async fn error_for(&self, status: StatusCode, response: reqwest::Response) -> SourceError {
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let problem: Problem = match self.read_capped(response).await {
+            Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
+            Err(_) => Problem::default(),
+        };
+        let title = problem
+            .title
+            .or(problem.code)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+
+        match status.as_u16() {
+            429 => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                SourceError::RateLimited {
+                    retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+                    daily: problem.policy.as_deref() == Some("daily"),
+                }
+            }
+            401 => SourceError::Unauthorized,
+            403 => SourceError::Forbidden,
+            404 => SourceError::NotFound,
+            423 | 500..=599 => SourceError::Unavailable {
+                status: status.as_u16(),
+                title,
+            },
+            other => SourceError::Refused {
+                status: other,
+                title,
+            },
+        }
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> SourceError {
+    if error.is_timeout() {
+        SourceError::Timeout
+    } else {
+        SourceError::Transport(without_url(error))
+    }
+}
+
+/// Describes a transport error without its URL: query strings can carry ids and cursors.
+fn without_url(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn parse_row<T: DeserializeOwned>(dataset: &str, row: serde_json::Value) -> Result<T, Rejected> {
+    if !row.is_object() {
+        return Err(Rejected::from_json(dataset, &row, "row is not a JSON object"));
+    }
+    T::deserialize(&row).map_err(|e| Rejected::from_json(dataset, &row, e))
+}

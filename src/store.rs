@@ -1,0 +1,457 @@
+//! The SQLite store: runs, each account's latest score and receipt, and the history of changes.
+//!
+//! It owns persistence only; it never decides what a score is or whether to write it back. The
+//! file runs in WAL mode with a busy timeout so a reader (`explain`, a second instance) never
+//! blocks a cycle. Score writes are batched in transactions. History keeps a row only when an
+//! account's score, band or a measure changes, so it stays small however often cycles run,
+//! while `account_scores` always holds the latest receipt.
+//!
+//! The SQL is kept portable (TEXT timestamps, `$n` parameters, `ON CONFLICT` upserts) so a
+//! PostgreSQL backend can follow without rewriting it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::model::Rejected;
+use crate::settings::StoreSettings;
+
+/// Rows per transaction when saving scores: large enough to amortise the commit, small enough
+/// that a reader is never locked out for long.
+const BATCH_ROWS: usize = 2000;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Every list was read and every account scored.
+    Succeeded,
+    /// Some records were rejected and their accounts held back; the rest was done.
+    Partial,
+    /// A list could not be read (or came back incomplete): nothing was scored or written.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What is known about a run when it starts.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub id: String,
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub as_of: DateTime<Utc>,
+    pub config_version: String,
+    pub source: String,
+}
+
+/// An account's score as stored: colours are their lowercase names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredScore {
+    pub score: Option<u8>,
+    pub band: String,
+    /// deployment, engagement, adoption, roi.
+    pub measures: [String; 4],
+}
+
+impl StoredScore {
+    /// The exact content written to the CRM; equal fingerprints need no new write.
+    pub fn fingerprint(&self) -> String {
+        let score = self.score.map_or("na".to_owned(), |s| s.to_string());
+        format!("{score}|{}|{}", self.band, self.measures.join("|"))
+    }
+}
+
+/// An account's latest stored score and what the CRM last accepted.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub scored: StoredScore,
+    pub as_of: String,
+    pub written: Option<String>,
+}
+
+/// A score to save.
+#[derive(Debug, Clone)]
+pub struct ScoreRow {
+    pub account_id: String,
+    pub scored: StoredScore,
+    pub trend: String,
+    pub receipt: String,
+    /// Whether this differs from the previous score (or is the first): it then joins the history.
+    pub changed: bool,
+}
+
+/// A row of an account's history, for `explain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    pub run_id: String,
+    pub as_of: String,
+    #[serde(flatten)]
+    pub scored: StoredScore,
+}
+
+/// Everything `explain` shows about one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explained {
+    pub account_id: String,
+    pub run_id: String,
+    pub as_of: String,
+    #[serde(flatten)]
+    pub scored: StoredScore,
+    pub trend: String,
+    pub config_version: String,
+    pub receipt: serde_json::Value,
+    pub written_at: Option<String>,
+    pub history: Vec<HistoryRow>,
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file and brings its schema up to date.
+    pub async fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
+        if let Some(parent) = settings.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create the folder {}", parent.display()))?;
+        }
+        let options = Self::options(&settings.path, settings)?.create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("failed to open the store {}", settings.path.display()))?;
+        sqlx::migrate!()
+            .run(&pool)
+            .await
+            .with_context(|| format!("failed to migrate the store {}", settings.path.display()))?;
+        Ok(Self { pool })
+    }
+
+    /// Opens an existing store read-only (for `plan` and `explain`, which change nothing).
+    /// Returns `None` when there is no store file yet.
+    pub async fn open_read_only(settings: &StoreSettings) -> anyhow::Result<Option<Self>> {
+        if !settings.path.exists() {
+            return Ok(None);
+        }
+        let options = Self::options(&settings.path, settings)?.read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("failed to open the store {}", settings.path.display()))?;
+        Ok(Some(Self { pool }))
+    }
+
+    fn options(path: &Path, settings: &StoreSettings) -> anyhow::Result<SqliteConnectOptions> {
+        let url = format!("sqlite://{}", path.display());
+        Ok(SqliteConnectOptions::from_str(&url)
+            .with_context(|| format!("{} is not a usable store path", path.display()))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(settings.busy_timeout))
+    }
+
+    pub async fn begin_run(&self, run: &RunStart) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (id, command, started_at, as_of, status, config_version, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&run.id)
+        .bind(&run.command)
+        .bind(timestamp(run.started_at))
+        .bind(timestamp(run.as_of))
+        .bind(RunStatus::Running.as_str())
+        .bind(&run.config_version)
+        .bind(&run.source)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to record the start of run {}", run.id))?;
+        Ok(())
+    }
+
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        reason: Option<&str>,
+        accounts_pulled: Option<u64>,
+        summary: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE runs SET finished_at = $2, status = $3, reason = $4, accounts_pulled = $5,
+             summary = $6 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(timestamp(Utc::now()))
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(accounts_pulled.map(|n| n as i64))
+        .bind(summary.to_string())
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to record the end of run {run_id}"))?;
+        Ok(())
+    }
+
+    /// The number of accounts the last run that read the whole book pulled.
+    pub async fn last_complete_book_size(&self) -> anyhow::Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT accounts_pulled FROM runs
+             WHERE status IN ('succeeded', 'partial') AND accounts_pulled IS NOT NULL
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .context("failed to read the last run's book size")?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    pub async fn save_rejections(&self, run_id: &str, rejected: &[Rejected]) -> anyhow::Result<()> {
+        for (chunk_no, chunk) in rejected.chunks(BATCH_ROWS).enumerate() {
+            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            for (i, r) in chunk.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO run_rejections (run_id, seq, dataset, record_id, account_id, reason)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(run_id)
+                .bind((chunk_no * BATCH_ROWS + i) as i64)
+                .bind(&r.dataset)
+                .bind(&r.record_id)
+                .bind(&r.account_id)
+                .bind(&r.reason)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("failed to record a rejected {} row", r.dataset))?;
+            }
+            tx.commit().await.context("failed to commit rejected rows")?;
+        }
+        Ok(())
+    }
+
+    pub async fn save_config_version(&self, version: &str, body: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO config_versions (version, body, first_seen) VALUES ($1, $2, $3)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(body)
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to record config version {version}"))?;
+        Ok(())
+    }
+
+    /// Every account's latest score, keyed by account id.
+    pub async fn latest_scores(&self) -> anyhow::Result<HashMap<String, Latest>> {
+        let rows = sqlx::query(
+            "SELECT account_id, score, band, deployment, engagement, adoption, roi, as_of, written
+             FROM account_scores",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to read the latest scores")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let latest = Latest {
+                    scored: stored_score(&row),
+                    as_of: row.get("as_of"),
+                    written: row.get("written"),
+                };
+                (row.get::<String, _>("account_id"), latest)
+            })
+            .collect())
+    }
+
+    /// Saves a cycle's scores in batched transactions.
+    pub async fn save_scores(
+        &self,
+        run_id: &str,
+        as_of: DateTime<Utc>,
+        config_version: &str,
+        rows: &[ScoreRow],
+    ) -> anyhow::Result<()> {
+        let as_of = timestamp(as_of);
+        for chunk in rows.chunks(BATCH_ROWS) {
+            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            for row in chunk {
+                upsert_latest(&mut tx, run_id, &as_of, config_version, row).await?;
+                if row.changed {
+                    insert_history(&mut tx, run_id, &as_of, config_version, row).await?;
+                }
+            }
+            tx.commit().await.context("failed to commit scores")?;
+        }
+        Ok(())
+    }
+
+    /// Records what the CRM accepted, so the next cycle writes only what changed.
+    pub async fn mark_written(
+        &self,
+        written: &[(String, String)],
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let at = timestamp(at);
+        for chunk in written.chunks(BATCH_ROWS) {
+            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            for (account_id, fingerprint) in chunk {
+                sqlx::query(
+                    "UPDATE account_scores SET written = $2, written_at = $3 WHERE account_id = $1",
+                )
+                .bind(account_id)
+                .bind(fingerprint)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("failed to mark account {account_id} as written"))?;
+            }
+            tx.commit().await.context("failed to commit written marks")?;
+        }
+        Ok(())
+    }
+
+    /// The latest receipt and the change history of one account.
+    pub async fn explain(&self, account_id: &str) -> anyhow::Result<Option<Explained>> {
+        let Some(row) = sqlx::query(
+            "SELECT account_id, run_id, as_of, score, band, deployment, engagement, adoption, roi,
+                    trend, receipt, config_version, written_at
+             FROM account_scores WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("failed to read the score of account {account_id}"))?
+        else {
+            return Ok(None);
+        };
+
+        let history = sqlx::query(
+            "SELECT run_id, as_of, score, band, deployment, engagement, adoption, roi
+             FROM score_history WHERE account_id = $1 ORDER BY as_of, run_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("failed to read the history of account {account_id}"))?
+        .iter()
+        .map(|h| HistoryRow {
+            run_id: h.get("run_id"),
+            as_of: h.get("as_of"),
+            scored: stored_score(h),
+        })
+        .collect();
+
+        let receipt: String = row.get("receipt");
+        Ok(Some(Explained {
+            account_id: row.get("account_id"),
+            run_id: row.get("run_id"),
+            as_of: row.get("as_of"),
+            scored: stored_score(&row),
+            trend: row.get("trend"),
+            config_version: row.get("config_version"),
+            receipt: serde_json::from_str(&receipt).context("a stored receipt is not JSON")?,
+            written_at: row.get("written_at"),
+            history,
+        }))
+    }
+}
+
+fn stored_score(row: &sqlx::sqlite::SqliteRow) -> StoredScore {
+    StoredScore {
+        score: row.get::<Option<i64>, _>("score").map(|s| s.clamp(0, 100) as u8),
+        band: row.get("band"),
+        measures: ["deployment", "engagement", "adoption", "roi"].map(|m| row.get(m)),
+    }
+}
+
+async fn upsert_latest(
+    tx: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    as_of: &str,
+    config_version: &str,
+    row: &ScoreRow,
+) -> anyhow::Result<()> {
+    let [deployment, engagement, adoption, roi] = &row.scored.measures;
+    sqlx::query(
+        "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment,
+             engagement, adoption, roi, trend, receipt, config_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (account_id) DO UPDATE SET run_id = excluded.run_id,
+             as_of = excluded.as_of, score = excluded.score, band = excluded.band,
+             deployment = excluded.deployment, engagement = excluded.engagement,
+             adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend,
+             receipt = excluded.receipt, config_version = excluded.config_version",
+    )
+    .bind(&row.account_id)
+    .bind(run_id)
+    .bind(as_of)
+    .bind(row.scored.score.map(i64::from))
+    .bind(&row.scored.band)
+    .bind(deployment)
+    .bind(engagement)
+    .bind(adoption)
+    .bind(roi)
+    .bind(&row.trend)
+    .bind(&row.receipt)
+    .bind(config_version)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("failed to save the score of account {}", row.account_id))?;
+    Ok(())
+}
+
+async fn insert_history(
+    tx: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    as_of: &str,
+    config_version: &str,
+    row: &ScoreRow,
+) -> anyhow::Result<()> {
+    let [deployment, engagement, adoption, roi] = &row.scored.measures;
+    sqlx::query(
+        "INSERT INTO score_history (account_id, run_id, as_of, score, band, deployment,
+             engagement, adoption, roi, receipt, config_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (account_id, run_id) DO NOTHING",
+    )
+    .bind(&row.account_id)
+    .bind(run_id)
+    .bind(as_of)
+    .bind(row.scored.score.map(i64::from))
+    .bind(&row.scored.band)
+    .bind(deployment)
+    .bind(engagement)
+    .bind(adoption)
+    .bind(roi)
+    .bind(&row.receipt)
+    .bind(config_version)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("failed to save the history of account {}", row.account_id))?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Writing scores back to the CRM through `PUT /v1/health`.
+//!
+//! Only accounts whose score, band or measures differ from what the CRM last accepted are sent,
+//! in batches of at most the contract's 100 items, several batches in flight at once. The CRM
+//! answers a status per item; only items it stored (`200`) are marked as written, so a refused
+//! or failed item is sent again next cycle.
+
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::WritebackSettings;
+use crate::source::{RestClient, SourceError};
+use crate::store::StoredScore;
+
+/// One account's score as the contract writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthItem {
+    pub account_id: String,
+    pub score: Option<u8>,
+    pub band: String,
+    pub measures: Measures,
+    pub computed_at: DateTime<Utc>,
+    pub model_version: String,
+    /// Not sent: what to record once the CRM stored the item.
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Measures {
+    pub deployment: String,
+    pub engagement: String,
+    pub adoption: String,
+    pub roi: String,
+}
+
+impl HealthItem {
+    pub fn new(
+        account_id: &str,
+        scored: &StoredScore,
+        computed_at: DateTime<Utc>,
+        model_version: &str,
+    ) -> Self {
+        let [deployment, engagement, adoption, roi] = scored.measures.clone();
+        Self {
+            account_id: account_id.to_owned(),
+            score: scored.score,
+            band: scored.band.clone(),
+            measures: Measures {
+                deployment,
+                engagement,
+                adoption,
+                roi,
+            },
+            computed_at,
+            model_version: model_version.to_owned(),
+            fingerprint: scored.fingerprint(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HealthBatch<'a> {
+    items: &'a [HealthItem],
+}
+
+#[derive(Debug, Deserialize)]
+struct HealthResults {
+    results: Vec<ItemResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemResult {
+    account_id: String,
+    status: u16,
+}
+
+/// What a write-back did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WritebackReport {
+    pub attempted: usize,
+    /// `(account_id, fingerprint)` of every item the CRM stored.
+    #[serde(skip)]
+    pub stored: Vec<(String, String)>,
+    pub stored_count: usize,
+    /// `(account_id, status)` of items the CRM refused (404 unknown account, 422 invalid).
+    pub refused: Vec<(String, u16)>,
+    /// Batches that failed as a whole after their retries, with the reason.
+    pub failed_batches: Vec<String>,
+}
+
+/// Sends `items` in batches and reports what the CRM stored.
+pub async fn write_back(
+    client: &RestClient,
+    settings: &WritebackSettings,
+    items: Vec<HealthItem>,
+) -> WritebackReport {
+    let mut report = WritebackReport {
+        attempted: items.len(),
+        ..WritebackReport::default()
+    };
+    let batches: Vec<&[HealthItem]> = items.chunks(settings.batch_size).collect();
+    let mut answers = stream::iter(batches)
+        .map(|batch| async move { (batch, put_batch(client, batch).await) })
+        .buffer_unordered(settings.concurrency);
+
+    while let Some((batch, answer)) = answers.next().await {
+        match answer {
+            Ok(results) => record_results(&mut report, batch, results),
+            Err(e) => {
+                tracing::warn!(items = batch.len(), "a health write-back batch failed: {e}");
+                report.failed_batches.push(e.to_string());
+            }
+        }
+    }
+    report.stored_count = report.stored.len();
+    report
+}
+
+async fn put_batch(client: &RestClient, batch: &[HealthItem]) -> Result<HealthResults, SourceError> {
+    client.put("v1/health", &HealthBatch { items: batch }).await
+}
+
+fn record_results(report: &mut WritebackReport, batch: &[HealthItem], results: HealthResults) {
+    for result in results.results {
+        let Some(item) = batch.iter().find(|i| i.account_id == result.account_id) else {
+            continue;
+        };
+        if result.status == 200 {
+            report
+                .stored
+                .push((item.account_id.clone(), item.fingerprint.clone()));
+        } else {
+            tracing::warn!(
+                account.id = %item.account_id,
+                status = result.status,
+                "the CRM refused a health item"
+            );
+            report.refused.push((item.account_id.clone(), result.status));
+        }
+    }
+}

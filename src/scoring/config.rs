@@ -300,7 +300,7 @@ impl ScoringConfig {
 
         let mut config = ScoringConfig {
             model_version,
-            min_measures: u8::try_from(min_measures).unwrap_or(u8::MAX),
+            min_measures,
             engagement,
             adoption,
             roi,
@@ -357,7 +357,8 @@ impl ScoringConfig {
 
     /// SHA-256 of the canonical JSON form (fields in declaration order, normalised values).
     fn digest(&self) -> String {
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        // Plain structs of strings and integers always serialise.
+        let canonical = serde_json::to_vec(self).expect("a validated config serialises to JSON");
         let hash = hex::encode(Sha256::digest(&canonical));
         hash[..VERSION_CHARS].to_owned()
     }
@@ -497,7 +498,7 @@ fn weights(raw: &RawWeights) -> Result<PerMeasure<u32>, ConfigError> {
 fn points(raw: &RawPoints) -> Result<Points, ConfigError> {
     let point = |name: &str, value: i64, floor: i64| {
         let key = format!("scoring.points.{name}");
-        number(&key, value, floor..=100).map(|p| u8::try_from(p).unwrap_or(u8::MAX))
+        number::<u8>(&key, value, floor..=100)
     };
     let red = point("red", raw.red, 0)?;
     let yellow = point("yellow", raw.yellow, i64::from(red))
@@ -508,17 +509,16 @@ fn points(raw: &RawPoints) -> Result<Points, ConfigError> {
 }
 
 fn bands(raw: &RawBands) -> Result<Bands, ConfigError> {
-    let green_from = number("scoring.bands.green_from", raw.green_from, 0..=100)?;
-    let yellow_from = number(
+    let green_from: u8 = number("scoring.bands.green_from", raw.green_from, 0..=100)?;
+    let yellow_from: u8 = number(
         "scoring.bands.yellow_from",
         raw.yellow_from,
         0..=i64::from(green_from),
     )
     .map_err(|e| ConfigError::new(e.key, format!("{} (yellow_from <= green_from)", e.problem)))?;
-    let narrow = |value: u32| u8::try_from(value).unwrap_or(u8::MAX);
     Ok(Bands {
-        green_from: narrow(green_from),
-        yellow_from: narrow(yellow_from),
+        green_from,
+        yellow_from,
     })
 }
 
@@ -526,8 +526,13 @@ fn window(key: &str, days: i64) -> Result<u32, ConfigError> {
     number(key, days, 1..=MAX_WINDOW_DAYS)
 }
 
-/// An integer that must lie in `range`; the error states the range and the value found.
-fn number(key: &str, value: i64, range: RangeInclusive<i64>) -> Result<u32, ConfigError> {
+/// An integer that must lie in `range`, converted to the type the model keeps it in; the
+/// error states the range and the value found.
+fn number<T: TryFrom<i64>>(
+    key: &str,
+    value: i64,
+    range: RangeInclusive<i64>,
+) -> Result<T, ConfigError> {
     let (low, high) = (*range.start(), *range.end());
     if high < low {
         let problem = format!("no value is valid here (the range {low}..={high} is empty)");
@@ -537,7 +542,7 @@ fn number(key: &str, value: i64, range: RangeInclusive<i64>) -> Result<u32, Conf
         let problem = format!("must be between {low} and {high}, got {value}");
         return Err(ConfigError::new(key, problem));
     }
-    u32::try_from(value).map_err(|_| ConfigError::new(key, format!("{value} is out of range")))
+    T::try_from(value).map_err(|_| ConfigError::new(key, format!("{value} is out of range")))
 }
 
 fn non_blank(key: &str, value: &str) -> Result<String, ConfigError> {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::{Bands, Points, ScoringConfig};
-use super::types::{Colour, Measure, PerMeasure, Score};
+use super::types::{Colour, PerMeasure, Score};
 
 /// How the overall score came about, for the receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,44 +42,28 @@ pub struct Part {
     pub share: Option<String>,
 }
 
+/// A measure with data: its points and weight, widened for the arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct Term {
+    points: u64,
+    weight: u64,
+}
+
 /// Combines the four colours into a score and band.
 pub fn combine(colours: PerMeasure<Colour>, config: &ScoringConfig) -> Overall {
-    let points = config.points();
-    let counted: Vec<(Measure, u64, u64)> = colours
-        .entries()
-        .into_iter()
-        .filter_map(|(measure, &colour)| {
-            let earned = points.of(colour)?;
-            Some((
-                measure,
-                u64::from(earned),
-                u64::from(config.weight(measure)),
-            ))
-        })
-        .collect();
-    let measured = u8::try_from(counted.len()).unwrap_or(u8::MAX);
-    let weight_used: u64 = counted.iter().map(|&(_, _, weight)| weight).sum();
-    let numerator: u64 = counted.iter().map(|&(_, p, weight)| p * weight).sum();
+    let terms = terms(&colours, config);
+    let measured = u8::try_from(terms.len()).unwrap_or(u8::MAX);
+    let weight_used: u64 = terms.iter().map(|t| t.weight).sum();
+    let numerator: u64 = terms.iter().map(|t| t.points * t.weight).sum();
 
     let scored = measured >= config.min_measures() && weight_used > 0;
     let score = scored.then(|| Score::clamped(round_half_up(numerator, weight_used)));
-    let arithmetic = scored.then(|| arithmetic(&counted, numerator, weight_used));
+    let arithmetic = scored.then(|| arithmetic(&terms, numerator, weight_used));
 
-    let parts = PerMeasure::from_fn(|measure| {
-        let colour = *colours.get(measure);
-        let weight = config.weight(measure);
-        let share = (scored && colour.is_measured()).then(|| percent(weight, weight_used));
-        Part {
-            colour,
-            weight,
-            points: points.of(colour),
-            share,
-        }
-    });
     Overall {
         reason: reason(&colours, measured, weight_used, config.min_measures()),
-        parts,
-        points,
+        parts: parts(&colours, config, scored.then_some(weight_used)),
+        points: config.points(),
         bands: config.bands(),
         min_measures: config.min_measures(),
         measured,
@@ -90,15 +74,51 @@ pub fn combine(colours: PerMeasure<Colour>, config: &ScoringConfig) -> Overall {
     }
 }
 
+/// The measures with data, in framework order.
+fn terms(colours: &PerMeasure<Colour>, config: &ScoringConfig) -> Vec<Term> {
+    colours
+        .entries()
+        .into_iter()
+        .filter_map(|(measure, &colour)| {
+            let points = config.points().of(colour)?;
+            Some(Term {
+                points: u64::from(points),
+                weight: u64::from(config.weight(measure)),
+            })
+        })
+        .collect()
+}
+
+/// Each measure's part; shares are given only when there is a score to share out.
+fn parts(
+    colours: &PerMeasure<Colour>,
+    config: &ScoringConfig,
+    weight_used: Option<u64>,
+) -> PerMeasure<Part> {
+    PerMeasure::from_fn(|measure| {
+        let colour = *colours.get(measure);
+        let weight = config.weight(measure);
+        let share = weight_used
+            .filter(|_| colour.is_measured())
+            .map(|total| percent(weight, total));
+        Part {
+            colour,
+            weight,
+            points: config.points().of(colour),
+            share,
+        }
+    })
+}
+
 /// `numerator / denominator` rounded to the nearest integer, halves up. Needs denominator > 0.
 fn round_half_up(numerator: u64, denominator: u64) -> u64 {
     (2 * numerator + denominator) / (2 * denominator)
 }
 
-fn arithmetic(counted: &[(Measure, u64, u64)], numerator: u64, denominator: u64) -> String {
-    let terms: Vec<String> = counted
+fn arithmetic(terms: &[Term], numerator: u64, denominator: u64) -> String {
+    let terms: Vec<String> = terms
         .iter()
-        .map(|&(_, points, weight)| format!("{points}×{weight}"))
+        .map(|t| format!("{}×{}", t.points, t.weight))
         .collect();
     let quotient = decimal(numerator, denominator);
     let rounded = round_half_up(numerator, denominator);

@@ -9,10 +9,10 @@
 use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::adoption::AdoptionInputs;
+use super::adoption::{AdoptionInputs, StageApplied};
 use super::deployment::DeploymentInputs;
 use super::engagement::EngagementInputs;
-use super::facts::Evidence;
+use super::facts::{Evidence, GoalAnswer};
 use super::overall::Overall;
 use super::roi::RoiInputs;
 use super::types::{Colour, Measure, PerMeasure};
@@ -148,19 +148,6 @@ fn adoption_details(inputs: &AdoptionInputs) -> Vec<String> {
         (Some(ocd), Some(days)) => format!("contract date {ocd}, day {days}"),
         _ => "contract date unknown".to_owned(),
     };
-    let stage = match inputs.stage {
-        Some(applied) => match applied.stage.targets {
-            Some(t) => format!(
-                "stage {} from day {}: green at {}+, yellow at {}+",
-                applied.index, applied.stage.from_days, t.green_at, t.yellow_at
-            ),
-            None => format!(
-                "stage {} from day {}: not judged",
-                applied.index, applied.stage.from_days
-            ),
-        },
-        None => "no stage applies".to_owned(),
-    };
     let days: Vec<String> = inputs
         .features
         .iter()
@@ -174,9 +161,26 @@ fn adoption_details(inputs: &AdoptionInputs) -> Vec<String> {
             window.days(),
             inputs.min_days_active
         ),
-        format!("{tenure}; {stage}"),
+        format!("{tenure}; {}", stage_text(inputs.stage)),
         format!("active days: {}", days.join(", ")),
     ]
+}
+
+fn stage_text(stage: Option<StageApplied>) -> String {
+    let Some(applied) = stage else {
+        return "no stage applies".to_owned();
+    };
+    let name = format!(
+        "stage {} from day {}",
+        applied.index, applied.stage.from_days
+    );
+    match applied.stage.targets {
+        Some(t) => format!(
+            "{name}: green at {}+, yellow at {}+",
+            t.green_at, t.yellow_at
+        ),
+        None => format!("{name}: not judged"),
+    }
 }
 
 fn roi_details(inputs: &RoiInputs) -> Vec<String> {
@@ -193,18 +197,7 @@ fn roi_details(inputs: &RoiInputs) -> Vec<String> {
         ),
     ];
     if !inputs.answers.is_empty() {
-        let answers: Vec<String> = inputs
-            .answers
-            .iter()
-            .map(|a| {
-                let verdict = match a.goal_achieved {
-                    Some(true) => "achieved",
-                    Some(false) => "not achieved",
-                    None => "blank",
-                };
-                format!("{} {} {verdict}", a.id, a.submitted_at.date_naive())
-            })
-            .collect();
+        let answers: Vec<String> = inputs.answers.iter().map(answer_text).collect();
         lines.push(format!("answers: {}", answers.join(", ")));
     }
     if inputs.answers_outside_window > 0 {
@@ -214,49 +207,55 @@ fn roi_details(inputs: &RoiInputs) -> Vec<String> {
     lines
 }
 
+/// `resp-1 2024-11-02 achieved`
+fn answer_text(answer: &GoalAnswer) -> String {
+    let verdict = match answer.goal_achieved {
+        Some(true) => "achieved",
+        Some(false) => "not achieved",
+        None => "blank",
+    };
+    let day = answer.submitted_at.date_naive();
+    format!("{} {day} {verdict}", answer.id)
+}
+
 fn overall_lines(overall: &Overall) -> Vec<String> {
-    let bands = format!(
-        "green from {}, yellow from {}",
-        overall.bands.green_from, overall.bands.yellow_from
-    );
+    let bands = &overall.bands;
     let head = match &overall.arithmetic {
         Some(arithmetic) => format!(
-            "  {:<11} {arithmetic} → {} ({bands})",
-            "overall", overall.band
+            "  {:<11} {arithmetic} → {} (green from {}, yellow from {})",
+            "overall", overall.band, bands.green_from, bands.yellow_from
         ),
-        None => format!(
-            "  {:<11} {:<7} {}",
-            "overall",
-            overall.band.as_str(),
-            overall.reason
-        ),
+        None => format!("  {:<11} {:<7} {}", "overall", "na", overall.reason),
     };
+    let mut lines = vec![head];
+    if overall.arithmetic.is_some() {
+        lines.push(format!("{INDENT}{}", overall.reason));
+        lines.push(format!(
+            "{INDENT}weights after renormalisation: {}",
+            shares(overall)
+        ));
+    }
     let points = overall.points;
+    lines.push(format!(
+        "{INDENT}points: green {}, yellow {}, red {}; at least {} measures needed",
+        points.green, points.yellow, points.red, overall.min_measures
+    ));
+    lines
+}
+
+/// `deployment 25/75 = 33.3%, ...` for the measures that counted.
+fn shares(overall: &Overall) -> String {
     let shares: Vec<String> = overall
         .parts
         .entries()
         .into_iter()
         .filter_map(|(measure, part)| {
             let share = part.share.as_ref()?;
-            Some(format!(
-                "{measure} {}/{} = {share}",
-                part.weight, overall.weight_used
-            ))
+            let total = overall.weight_used;
+            Some(format!("{measure} {}/{total} = {share}", part.weight))
         })
         .collect();
-    let mut lines = vec![head];
-    if overall.arithmetic.is_some() {
-        lines.push(format!("{INDENT}{}", overall.reason));
-        lines.push(format!(
-            "{INDENT}weights after renormalisation: {}",
-            shares.join(", ")
-        ));
-    }
-    lines.push(format!(
-        "{INDENT}points: green {}, yellow {}, red {}; at least {} measures needed",
-        points.green, points.yellow, points.red, overall.min_measures
-    ));
-    lines
+    shares.join(", ")
 }
 
 fn window_text(window: &Window) -> String {

@@ -138,6 +138,14 @@ proptest! {
     }
 
     #[test]
+    fn every_receipt_round_trips_through_json(facts in facts_strategy()) {
+        let receipt = card(&facts).receipt;
+        let json = serde_json::to_string(&receipt).unwrap();
+        let back: crate::scoring::Receipt = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(back, receipt);
+    }
+
+    #[test]
     fn a_worse_input_never_raises_a_colour_or_the_score(
         facts in facts_strategy(),
         config in config_strategy(),

@@ -60,3 +60,18 @@ fn render_text_explains_every_measure_and_the_arithmetic() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
+
+#[test]
+fn render_text_says_why_there_is_no_score() {
+    let text = card(&empty_facts()).receipt.render_text();
+    assert!(
+        text.starts_with("account acc-1: no score, band na (as of"),
+        "{text}"
+    );
+    let line = "  overall     na      no score: 1 measure with data, 2 needed";
+    assert!(text.contains(line), "{text}");
+    assert!(
+        text.contains("  adoption    na      original contract date unknown"),
+        "{text}"
+    );
+}

@@ -44,7 +44,7 @@ pub struct FeatureUse {
 /// GREEN at `green_at`+ adopted features, YELLOW at `yellow_at`+, else RED; N/A when the
 /// contract date is unknown or in the future, or the stage sets no targets (onboarding):
 /// judging a customer before they could have adopted anything would only produce noise.
-pub fn judge(
+pub(super) fn judge(
     facts: &AccountFacts,
     config: &ScoringConfig,
     windows: &Windows,

@@ -14,7 +14,7 @@ pub struct DeploymentInputs {
 
 /// Yes: GREEN. No: RED. Unknown: N/A, because a CRM that never recorded the set-up says
 /// nothing about the customer.
-pub fn judge(facts: &AccountFacts) -> MeasureResult<DeploymentInputs> {
+pub(super) fn judge(facts: &AccountFacts) -> MeasureResult<DeploymentInputs> {
     let (colour, reason) = match facts.basic_setup_done {
         Some(true) => (Colour::Green, "basic set-up done"),
         Some(false) => (Colour::Red, "basic set-up not done"),

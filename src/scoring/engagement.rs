@@ -27,7 +27,7 @@ pub struct EngagementInputs {
 
 /// Both: GREEN. One of the two: YELLOW. Neither: RED. Engagement is never N/A: having no
 /// contact with the account is itself the finding.
-pub fn judge(
+pub(super) fn judge(
     facts: &AccountFacts,
     config: &ScoringConfig,
     windows: &Windows,

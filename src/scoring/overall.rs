@@ -50,7 +50,7 @@ struct Term {
 }
 
 /// Combines the four colours into a score and band.
-pub fn combine(colours: PerMeasure<Colour>, config: &ScoringConfig) -> Overall {
+pub(super) fn combine(colours: PerMeasure<Colour>, config: &ScoringConfig) -> Overall {
     let terms = terms(&colours, config);
     let measured = u8::try_from(terms.len()).unwrap_or(u8::MAX);
     let weight_used: u64 = terms.iter().map(|t| t.weight).sum();

@@ -27,7 +27,7 @@ pub struct RoiInputs {
 /// An achieved goal reported in the window: GREEN. Otherwise, asked in the window (an old
 /// enough goal survey, or any answer, even one that left the question blank): RED. Otherwise
 /// N/A: a young account, or one that has not been surveyed yet, has not failed anything.
-pub fn judge(
+pub(super) fn judge(
     facts: &AccountFacts,
     config: &ScoringConfig,
     windows: &Windows,

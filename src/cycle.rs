@@ -404,8 +404,8 @@ fn compare(account: &Account, card: &Scorecard, previous: Option<&Latest>) -> Sc
         reasons: Measure::ALL
             .iter()
             .map(|m| {
-                let result = card.measure(*m);
-                format!("{}: {} ({})", m.as_str(), result.colour.as_str(), result.reason)
+                let colour = card.receipt.colour(*m);
+                format!("{} {}: {}", m.as_str(), colour.as_str(), card.receipt.reason(*m))
             })
             .collect(),
         receipt: serde_json::to_string(&card.receipt).unwrap_or_default(),
@@ -417,7 +417,7 @@ fn stored(card: &Scorecard) -> StoredScore {
     StoredScore {
         score: card.score.map(|s| s.get()),
         band: card.band.as_str().to_owned(),
-        measures: Measure::ALL.map(|m| card.measure(m).colour.as_str().to_owned()),
+        measures: Measure::ALL.map(|m| card.measures.get(m).as_str().to_owned()),
     }
 }
 

@@ -1,0 +1,203 @@
+//! A small hand-made book whose colours were worked out by hand from the brief's rules, served
+//! by the sandbox from CSV and read directly as a CSV source.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+use touchpoint::cycle::{CycleReport, Trend};
+
+use crate::helpers::{App, settings_for};
+
+const ACCOUNTS: &str = "\
+id,name,domain,owner_id,basic_setup_done,contract_start_date,timezone,archived,updated_at
+A-green,Green Co OLD,,O-1,false,2023-06-30,Europe/London,false,2024-01-01T00:00:00Z
+A-green,Green Co,green.example.com,O-1,true,2023-06-30,Europe/London,false,2024-12-01T00:00:00Z
+A-red,Red Co,,O-1,false,2022-02-28,,false,2024-12-01T10:00:00+02:00
+A-new,New Co,,,,2024-12-20,,false,1734652800000
+A-mid,Mid Co,,O-1,true,2024-02-29,,false,2024-12-01
+A-gone,Gone Co,,O-1,true,2020-01-31,,true,2024-06-01T00:00:00
+";
+
+const OWNERS: &str = "\
+id,email,name,timezone,active
+O-1,owner.one@example.com,Owner One,America/New_York,true
+";
+
+const CONTACTS: &str = "\
+id,account_id,email,name,persona,timezone,email_opt_out,merged_into,archived,updated_at
+P-g1,A-green,g1@example.com,Gee One,executive_sponsor,,false,,false,2024-01-01T00:00:00Z
+P-r1,A-red,r1@example.com,Arr One,executive_sponsor,,false,,false,2024-01-01T00:00:00Z
+P-m1,A-mid,m1@example.com,Em One,champion,,false,,false,2024-01-01T00:00:00Z
+P-m2,A-mid,m2@example.com,Em Two,executive_sponsor,,false,,true,2024-01-01T00:00:00Z
+P-n1,A-new,,,,,false,,false,2024-12-20T00:00:00Z
+";
+
+const ACTIVITIES: &str = "\
+id,account_id,type,series,occurred_at,outcome,contact_ids,updated_at
+AC-1,A-green,call,,2024-12-01T15:00:00Z,completed,P-g1,2024-12-01T16:00:00Z
+AC-2,A-green,webinar,office_hours,2024-12-10T16:00:00Z,attended,P-g1,2024-12-10T17:00:00Z
+AC-3,A-red,call,,2024-12-05T15:00:00Z,canceled,P-r1,2024-12-05T16:00:00Z
+AC-4,A-red,webinar,office_hours,2024-11-12T16:00:00Z,no_show,P-r1,2024-11-12T17:00:00Z
+AC-5,A-mid,meeting,,2024-12-15T10:00:00Z,completed,P-m1;P-m2,2024-12-15T11:00:00Z
+AC-6,A-mid,webinar,office_hours,2024-10-08T16:00:00Z,attended,P-m1,2024-10-08T17:00:00Z
+AC-7,A-new,webinar,office_hours,2024-12-10T16:00:00Z,attended,P-n1,2024-12-10T17:00:00Z
+AC-8,A-red,call,,2024-09-01T10:00:00Z,completed,P-r1,2024-09-01T11:00:00Z
+";
+
+const ANSWERS: &str = "\
+id,account_id,contact_id,survey,submitted_at,score,goal_achieved,comment
+SR-1,A-green,P-g1,goal,2024-07-05T10:00:00Z,,true,
+SR-2,A-red,P-r1,goal,2024-07-05T10:00:00Z,,false,
+SR-3,A-mid,P-m1,nps,2024-11-05T10:00:00Z,9,,Great
+SR-4,A-mid,P-m1,goal,2023-08-01T00:00:00Z,,true,
+";
+
+/// Daily usage: `account, feature index, days` in December 2024 (inside the 30 days before
+/// 2025-01-01), plus rows that fall just outside the window and must not count.
+fn usage(features: &[String]) -> String {
+    let mut csv = String::from("account_id,feature,date,event_count,active_users\n");
+    let mut add = |account: &str, feature: usize, days: &[&str]| {
+        for date in days {
+            csv.push_str(&format!("{account},{},{date},5,2\n", features[feature]));
+        }
+    };
+    let four = ["2024-12-02", "2024-12-09", "2024-12-16", "2024-12-23"];
+    for feature in 0..4 {
+        add("A-green", feature, &four);
+    }
+    add("A-mid", 0, &["2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05", "2024-12-06"]);
+    add("A-mid", 1, &four);
+    add("A-mid", 2, &four);
+    add("A-mid", 3, &["2024-12-01", "2024-12-10", "2024-12-11", "2024-12-12"]);
+    add("A-mid", 4, &["2024-12-20", "2024-12-21", "2024-12-22", "2025-01-01"]);
+    add("A-red", 0, &["2024-12-20", "2024-12-21"]);
+    csv.push_str("A-red,unrelated_feature,2024-12-20,9,1\n");
+    csv
+}
+
+pub fn write_book(dir: &Path, features: &[String]) {
+    let files = [
+        ("accounts.csv", ACCOUNTS.to_owned()),
+        ("owners.csv", OWNERS.to_owned()),
+        ("contacts.csv", CONTACTS.to_owned()),
+        ("activities.csv", ACTIVITIES.to_owned()),
+        ("usage.csv", usage(features)),
+        ("survey_responses.csv", ANSWERS.to_owned()),
+    ];
+    for (name, body) in files {
+        std::fs::write(dir.join(name), body).expect("the test book is written");
+    }
+}
+
+fn key_features() -> Vec<String> {
+    let dir = TempDir::new().expect("a temporary folder");
+    settings_for("http://127.0.0.1:1", dir.path(), &[])
+        .scoring
+        .adoption()
+        .key_features
+        .clone()
+}
+
+fn colours(report: &CycleReport, account: &str) -> (Option<u8>, String, String) {
+    let scored = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == account)
+        .unwrap_or_else(|| panic!("{account} was scored"));
+    (
+        scored.current.score,
+        scored.current.band.clone(),
+        scored.current.measures.join("/"),
+    )
+}
+
+fn assert_hand_worked_colours(report: &CycleReport) {
+    assert_eq!(report.accounts_pulled, 5, "the duplicated account counts once");
+    assert_eq!(report.archived, 1);
+    assert_eq!(report.scored, 4);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+
+    let expect = |account, score: Option<u8>, band: &str, measures: &str| {
+        assert_eq!(
+            colours(report, account),
+            (score, band.to_owned(), measures.to_owned()),
+            "{account}"
+        );
+    };
+    expect("A-green", Some(100), "green", "green/green/green/green");
+    expect("A-red", Some(0), "red", "red/red/red/red");
+    expect("A-mid", Some(67), "yellow", "green/yellow/yellow/na");
+    expect("A-new", None, "na", "na/yellow/na/na");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_against_a_csv_book_served_over_http_gives_the_rules_colours() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let app = App::from_csv(book.path()).await;
+
+    let report = app.plan("2025-01-01").await;
+
+    assert_hand_worked_colours(&report);
+    assert!(report.accounts.iter().all(|a| a.trend == Trend::New));
+    assert!(app.crm.health().is_empty(), "plan writes nothing to the CRM");
+    assert!(
+        !app.settings.store.path.exists(),
+        "plan creates no store file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_csv_source_reads_the_same_book_to_the_same_colours() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+    let store = touchpoint::store::Store::open(&settings.store)
+        .await
+        .expect("the store opens");
+
+    let report = touchpoint::cli::cycle_once(
+        &settings,
+        Some(&store),
+        "cycle",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Act,
+    )
+    .await
+    .expect("the cycle runs");
+
+    assert_hand_worked_colours(&report);
+    assert!(report.writeback_note.is_some(), "a CSV book has no CRM to write to");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_stores_receipts_that_explain_each_colour() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let app = App::from_csv(book.path()).await;
+
+    app.cycle("2025-01-01").await;
+    let explained = app
+        .store()
+        .await
+        .explain("A-mid")
+        .await
+        .expect("the store answers")
+        .expect("A-mid has a score");
+
+    let receipt = explained.receipt.to_string();
+    for evidence in ["AC-6", "2024-02-29", "dear"] {
+        assert!(receipt.contains(evidence), "the receipt quotes {evidence}: {receipt}");
+    }
+    assert_eq!(explained.history.len(), 1, "the first score is the baseline");
+    assert_eq!(explained.scored.score, Some(67));
+}

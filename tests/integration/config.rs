@@ -1,0 +1,85 @@
+//! Configuration: defaults, user files, environment overrides, and errors that name the key.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use touchpoint::settings::Settings;
+
+fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+fn user_file(body: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("a temporary file");
+    file.write_all(body.as_bytes()).expect("written");
+    file
+}
+
+#[test]
+fn the_embedded_defaults_are_valid() {
+    let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+    assert_eq!(settings.source.page_size, 1000);
+    assert_eq!(settings.writeback.batch_size, 100);
+}
+
+#[test]
+fn an_environment_variable_overrides_a_nested_key() {
+    let settings = Settings::load_from(
+        None,
+        env(&[
+            ("TOUCHPOINT__SCORING__WEIGHTS__ROI", "40"),
+            ("TOUCHPOINT__SOURCE__BASE_URL", "https://crm.example.com/api"),
+        ]),
+    )
+    .expect("overrides load");
+    assert_eq!(settings.scoring.weight(touchpoint::scoring::Measure::Roi), 40);
+    assert_eq!(
+        settings.source.base_url.as_str(),
+        "https://crm.example.com/api/"
+    );
+}
+
+#[test]
+fn a_user_file_overrides_the_defaults() {
+    let file = user_file("[source]\npage_size = 250\n");
+    let settings = Settings::load_from(Some(file.path()), env(&[])).expect("loads");
+    assert_eq!(settings.source.page_size, 250);
+}
+
+#[test]
+fn an_unknown_key_stops_start_up_naming_it() {
+    let file = user_file("[source]\npage_sise = 250\n");
+    let error = Settings::load_from(Some(file.path()), env(&[])).expect_err("refused");
+    assert!(error.to_string().contains("page_sise"), "{error}");
+}
+
+#[test]
+fn an_invalid_value_stops_start_up_naming_the_key() {
+    let cases = [
+        ("TOUCHPOINT__SOURCE__PAGE_SIZE", "5000", "source.page_size"),
+        ("TOUCHPOINT__SOURCE__BASE_URL", "not a url", "source.base_url"),
+        ("TOUCHPOINT__WRITEBACK__BATCH_SIZE", "0", "writeback.batch_size"),
+        ("TOUCHPOINT__LOG__FORMAT", "yaml", "log.format"),
+        ("TOUCHPOINT__SCORING__WEIGHTS__ROI", "-3", "scoring.weights.roi"),
+    ];
+    for (key, value, named) in cases {
+        let error = Settings::load_from(None, env(&[(key, value)])).expect_err(key);
+        assert!(error.to_string().contains(named), "{key}={value}: {error}");
+    }
+}
+
+#[test]
+fn a_token_in_a_file_is_refused_because_secrets_come_from_the_environment() {
+    let file = user_file("[source]\ntoken = \"abc\"\n");
+    let error = Settings::load_from(Some(file.path()), env(&[])).expect_err("refused");
+    assert!(error.to_string().contains("token"), "{error}");
+    assert!(!error.to_string().contains("abc"), "the secret is not echoed");
+}

@@ -1,0 +1,59 @@
+//! Whole cycles against a generated book: scores stored, written back once, history kept.
+
+use touchpoint::cycle::Trend;
+use touchpoint::store::RunStatus;
+
+use crate::helpers::App;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_scores_every_live_account_and_writes_each_score_back() {
+    let app = App::generated(300, "2025-06-02").await;
+
+    let report = app.cycle("2025-06-02").await;
+
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    assert_eq!(report.scored, report.accounts_pulled - report.archived);
+    let written = report.writeback.expect("a write-back ran");
+    assert_eq!(written.stored_count, report.scored);
+    assert_eq!(app.crm.health().len(), report.scored);
+    let bands = &report.bands;
+    assert!(bands.green > 0 && bands.yellow > 0 && bands.red > 0, "{bands:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_cycle_writes_back_only_what_changed() {
+    let app = App::generated(300, "2025-06-02").await;
+    app.cycle("2025-06-02").await;
+    let writes_before = app.crm.writes().len();
+
+    let again = app.cycle("2025-06-02").await;
+
+    assert_eq!(again.writes_due, 0);
+    assert!(again.accounts.iter().all(|a| a.trend == Trend::Same));
+    assert_eq!(app.crm.writes().len(), writes_before, "no PUT for unchanged scores");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_records_changes_and_trends_between_cycles() {
+    let app = App::generated(300, "2025-06-02").await;
+    app.cycle("2025-03-03").await;
+
+    let later = app.cycle("2025-06-02").await;
+
+    let moved: Vec<_> = later.accounts.iter().filter(|a| a.delta() != 0).collect();
+    assert!(!moved.is_empty(), "three months later some scores moved");
+    for account in moved {
+        let expected = if account.delta() > 0 { Trend::Up } else { Trend::Down };
+        assert_eq!(account.trend, expected);
+    }
+    let changed = later.changed().next().expect("a changed account");
+    let explained = app
+        .store()
+        .await
+        .explain(&changed.account_id)
+        .await
+        .expect("the store answers")
+        .expect("scored");
+    assert_eq!(explained.history.len(), 2);
+    assert!(later.accounts.iter().any(|a| a.turned_red) || later.bands.red > 0);
+}

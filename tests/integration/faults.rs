@@ -1,0 +1,125 @@
+//! The faults a real CRM throws at a pull, each handled as the contract says.
+
+use touchpoint::sandbox::Faults;
+use touchpoint::store::RunStatus;
+
+use crate::helpers::App;
+
+const BOOK: usize = 450;
+const TODAY: &str = "2025-06-02";
+
+async fn clean_scores() -> Vec<(String, Option<u8>)> {
+    let app = App::generated(BOOK, TODAY).await;
+    scores(&app.plan(TODAY).await)
+}
+
+fn scores(report: &touchpoint::cycle::CycleReport) -> Vec<(String, Option<u8>)> {
+    report
+        .accounts
+        .iter()
+        .map(|a| (a.account_id.clone(), a.current.score))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_in_the_middle_of_paging_is_waited_out_and_the_same_page_retried() {
+    let app = App::generated(BOOK, TODAY).await;
+    app.faults(Faults {
+        rate_limit_every: Some(4),
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+
+    let report = app.plan(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    let client = report.client.expect("REST counters");
+    assert!(client.rate_limited > 0, "the sandbox answered 429s");
+    assert_eq!(scores(&report), clean_scores().await, "nothing lost or doubled");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried_until_the_pull_succeeds() {
+    let app = App::generated(BOOK, TODAY).await;
+    app.faults(Faults {
+        error_share: 0.3,
+        ..Faults::default()
+    });
+
+    let report = app.plan(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    assert!(report.client.expect("REST counters").retries > 0);
+    assert_eq!(scores(&report), clean_scores().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_fails_the_run_after_the_timeout_and_scores_nothing() {
+    let app = App::generated(50, TODAY).await.with(&[
+        ("TOUCHPOINT__SOURCE__REQUEST_TIMEOUT_SECS", "1"),
+        ("TOUCHPOINT__SOURCE__MAX_RETRIES", "1"),
+    ]);
+    app.faults(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+
+    let report = app.cycle(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.reason.expect("a failed run says why");
+    assert!(reason.contains("timeout"), "{reason}");
+    assert!(report.accounts.is_empty(), "nothing is scored from a failed pull");
+    assert!(app.crm.health().is_empty(), "nothing is written from a failed pull");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeating_cursor_stops_the_pull_instead_of_looping() {
+    let app = App::generated(BOOK, TODAY).await;
+    app.faults(Faults {
+        repeat_cursor_on_page: Some(2),
+        ..Faults::default()
+    });
+
+    let report = app.cycle(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.reason.expect("a reason").contains("cursor"));
+    assert!(report.accounts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_rows_cost_their_own_record_and_hold_only_their_account() {
+    let app = App::generated(BOOK, TODAY).await;
+    app.faults(Faults {
+        malformed_share: 0.02,
+        ..Faults::default()
+    });
+
+    let report = app.cycle(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Partial, "{:?}", report.reason);
+    assert!(!report.rejected.is_empty());
+    assert!(report.rejected.iter().all(|r| !r.reason.is_empty()));
+    let held: Vec<&String> = report.held.iter().map(|(id, _)| id).collect();
+    assert!(
+        report.accounts.iter().all(|a| !held.contains(&&a.account_id)),
+        "a held account is not scored"
+    );
+    assert!(report.scored > BOOK / 2, "the rest of the book is still scored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_book_that_shrinks_suddenly_is_treated_as_incomplete() {
+    let big = App::generated(BOOK, TODAY).await;
+    big.cycle(TODAY).await;
+
+    let small = App::generated(BOOK / 4, TODAY).await;
+    let store = big.settings.store.path.display().to_string();
+    let small = small.with(&[("TOUCHPOINT__STORE__PATH", &store)]);
+    let report = small.cycle(TODAY).await;
+
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.reason.expect("a reason").contains("incomplete"));
+    assert!(small.crm.health().is_empty());
+}

@@ -1,0 +1,122 @@
+//! Shared set-up: a sandbox per test, settings pointed at it, a store in a temporary folder.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use secrecy::SecretString;
+use tempfile::TempDir;
+use touchpoint::cli::cycle_with_token;
+use touchpoint::cycle::{CycleReport, Mode};
+use touchpoint::sandbox::{self, Faults, SandboxHandle, SandboxOptions};
+use touchpoint::settings::Settings;
+use touchpoint::store::Store;
+
+pub const TOKEN: &str = "test-token";
+
+/// One test's world: a sandbox CRM, settings that point at it, and a store of its own.
+pub struct App {
+    pub crm: SandboxHandle,
+    pub settings: Settings,
+    pub dir: TempDir,
+}
+
+pub fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a test date")
+}
+
+pub fn start_of(text: &str) -> DateTime<Utc> {
+    day(text).and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// Settings for a test: fast retries and short timeouts so fault tests finish quickly.
+pub fn settings_for(base_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("TOUCHPOINT__SOURCE__BASE_URL".into(), base_url.to_owned()),
+        (
+            "TOUCHPOINT__STORE__PATH".into(),
+            dir.join("touchpoint.db").display().to_string(),
+        ),
+        ("TOUCHPOINT__SOURCE__BACKOFF_BASE_MS".into(), "10".into()),
+        ("TOUCHPOINT__SOURCE__BACKOFF_MAX_MS".into(), "50".into()),
+        ("TOUCHPOINT__SOURCE__REQUEST_TIMEOUT_SECS".into(), "5".into()),
+        ("TOUCHPOINT__SOURCE__PAGE_SIZE".into(), "100".into()),
+        ("TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND".into(), "1000".into()),
+    ]);
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
+    Settings::load_from(None, Some(env)).expect("test settings are valid")
+}
+
+impl App {
+    /// A generated book of `accounts` accounts whose "today" is `anchor`.
+    pub async fn generated(accounts: usize, anchor: &str) -> App {
+        Self::start(SandboxOptions {
+            accounts,
+            seed: 7,
+            anchor: day(anchor),
+            token: TOKEN.to_owned(),
+            ..SandboxOptions::default()
+        })
+        .await
+    }
+
+    /// A sandbox serving the CSV book in `book`.
+    pub async fn from_csv(book: &Path) -> App {
+        Self::start(SandboxOptions {
+            from_csv: Some(book.to_owned()),
+            token: TOKEN.to_owned(),
+            ..SandboxOptions::default()
+        })
+        .await
+    }
+
+    async fn start(options: SandboxOptions) -> App {
+        let crm = sandbox::spawn(options).await.expect("the sandbox starts");
+        let dir = TempDir::new().expect("a temporary folder");
+        let settings = settings_for(&crm.base_url(), dir.path(), &[]);
+        App { crm, settings, dir }
+    }
+
+    pub fn with(mut self, extra: &[(&str, &str)]) -> App {
+        self.settings = settings_for(&self.crm.base_url(), self.dir.path(), extra);
+        self
+    }
+
+    pub fn faults(&self, faults: Faults) {
+        self.crm.set_faults(faults);
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(&self.settings.store).await.expect("the store opens")
+    }
+
+    pub async fn cycle(&self, as_of: &str) -> CycleReport {
+        self.run(as_of, Mode::Act).await
+    }
+
+    pub async fn plan(&self, as_of: &str) -> CycleReport {
+        self.run(as_of, Mode::Plan).await
+    }
+
+    async fn run(&self, as_of: &str, mode: Mode) -> CycleReport {
+        let store = match mode {
+            Mode::Act => Some(self.store().await),
+            Mode::Plan => Store::open_read_only(&self.settings.store)
+                .await
+                .expect("the store opens read-only"),
+        };
+        let command = if mode == Mode::Act { "cycle" } else { "plan" };
+        cycle_with_token(
+            &self.settings,
+            store.as_ref(),
+            command,
+            start_of(as_of),
+            mode,
+            Some(SecretString::from(TOKEN)),
+        )
+        .await
+        .expect("the cycle runs to a report")
+    }
+}

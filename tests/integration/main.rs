@@ -1,0 +1,8 @@
+//! touchpoint's integration tests: the real code against the sandbox CRM on loopback (port 0)
+//! and a temporary SQLite file per test.
+
+mod book;
+mod config;
+mod cycle;
+mod faults;
+mod helpers;

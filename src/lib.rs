@@ -2,5 +2,7 @@
 //!
 //! - [`model`]: the records of the REST contract and their lenient parsing.
 //! - [`settings`]: configuration loading and validation.
+//! - [`source`]: where records come from (a CSV book; the REST client joins it later).
 pub mod model;
 pub mod settings;
+pub mod source;

@@ -61,15 +61,21 @@ pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, String> {
     } else if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN)))
     } else {
-        Err(format!("{text:?} is not an RFC 3339 timestamp, a date or epoch milliseconds"))
+        Err(format!(
+            "{text:?} is not an RFC 3339 timestamp, a date or epoch milliseconds"
+        ))
     };
     parsed.and_then(sane)
 }
 
 fn naive_date_time(text: &str) -> Option<NaiveDateTime> {
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
 }
 
 fn from_epoch(number: i64) -> Result<DateTime<Utc>, String> {
@@ -126,6 +132,10 @@ pub(super) fn opt_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDa
     date.map(Some).map_err(D::Error::custom)
 }
 
+pub(super) fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    opt_date(d)?.ok_or_else(|| D::Error::custom("date is missing"))
+}
+
 pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(opt_scalar(d)?.map(|value| match value {
         Scalar::Text(text) => text.trim().to_owned(),
@@ -137,7 +147,10 @@ pub(super) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
     match Scalar::deserialize(d)? {
         Scalar::Text(text) => Ok(text),
         Scalar::Int(number) => Ok(number.to_string()),
-        other => Err(D::Error::custom(format!("{} is not an id", other.describe()))),
+        other => Err(D::Error::custom(format!(
+            "{} is not an id",
+            other.describe()
+        ))),
     }
 }
 
@@ -183,8 +196,10 @@ pub(super) fn outcome<'de, D: Deserializer<'de>>(d: D) -> Result<Outcome, D::Err
     let Some(text) = opt_string(d)? else {
         return Ok(Outcome::Unknown);
     };
-    Ok(serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase()))
-        .unwrap_or(Outcome::Unknown))
+    Ok(
+        serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase()))
+            .unwrap_or(Outcome::Unknown),
+    )
 }
 
 #[derive(Deserialize)]
@@ -244,7 +259,9 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -264,7 +281,11 @@ mod tests {
 
     #[test]
     fn absurd_and_garbled_timestamps_are_refused() {
-        assert!(parse_timestamp("2199-01-01T00:00:00Z").unwrap_err().contains("2199"));
+        assert!(
+            parse_timestamp("2199-01-01T00:00:00Z")
+                .unwrap_err()
+                .contains("2199")
+        );
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2023-02-29").is_err());
         assert!(parse_date("9999-12-31").is_err());

@@ -249,6 +249,20 @@ pub struct UsageRow {
     pub active_users: u32,
 }
 
+/// One account's use of one feature on one day: a row of a CSV book's `usage.csv`, before it is
+/// aggregated into a [`UsageRow`] for a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageDay {
+    pub account_id: AccountId,
+    pub feature: String,
+    #[serde(deserialize_with = "lenient::date")]
+    pub date: NaiveDate,
+    #[serde(default, deserialize_with = "lenient::count")]
+    pub event_count: u32,
+    #[serde(default, deserialize_with = "lenient::count")]
+    pub active_users: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyKind {

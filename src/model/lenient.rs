@@ -132,6 +132,10 @@ pub(super) fn opt_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDa
     date.map(Some).map_err(D::Error::custom)
 }
 
+pub(super) fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    opt_date(d)?.ok_or_else(|| D::Error::custom("date is missing"))
+}
+
 pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(opt_scalar(d)?.map(|value| match value {
         Scalar::Text(text) => text.trim().to_owned(),

@@ -8,15 +8,16 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::model::{Account, Rejected};
+use crate::model::{Account, AccountId, OwnerId, Rejected, SurveyResponse};
 use crate::pull::{self, Book, RowCounts};
 use crate::scoring::{self, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
 use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::tasks::{TaskReport, TaskRun};
 use crate::writeback::{self, HealthItem, WritebackReport};
 
 /// Whether the cycle acts or only reports what it would do.
@@ -77,6 +78,8 @@ pub struct ScoredAccount {
     pub trend: Trend,
     /// The band is red now and the previous score was not (a first score is a baseline).
     pub turned_red: bool,
+    /// The day the band turned red, while it stays red.
+    pub red_since: Option<NaiveDate>,
     /// One line per measure: its colour and reason.
     pub reasons: Vec<String>,
     #[serde(skip)]
@@ -147,6 +150,7 @@ pub struct CycleReport {
     pub writes_due: usize,
     pub writeback: Option<WritebackReport>,
     pub writeback_note: Option<String>,
+    pub tasks: Option<TaskReport>,
     pub client: Option<ClientCounts>,
 }
 
@@ -174,7 +178,8 @@ impl<S: Source> Cycle<'_, S> {
         let run_id = (mode == Mode::Act).then(new_run_id);
         self.begin(run_id.as_deref(), now).await?;
 
-        let book = pull::pull(self.source, scoring, now).await;
+        let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
+        let book = pull::pull(self.source, scoring, now, nps_since).await;
         let previous = match self.store {
             Some(store) => store.latest_scores().await?,
             None => HashMap::new(),
@@ -195,12 +200,23 @@ impl<S: Source> Cycle<'_, S> {
             self.save(&report, &book).await?;
         }
         self.write_back(&mut report, mode, now).await?;
+        report.tasks = Some(self.tasks(&report, &book, now).await?);
+        if let Some(tasks) = &report.tasks {
+            report.client = self.crm.map(RestClient::counts);
+            if tasks.breaker.as_ref().is_some_and(|b| b.tripped) {
+                report.reason = Some("the mass-change breaker holds health-driven tasks".into());
+            }
+        }
         if !report.held.is_empty() {
             report.status = RunStatus::Partial;
-            report.reason = Some(format!(
+            let held = format!(
                 "{} account(s) held back because some of their records were rejected",
                 report.held.len()
-            ));
+            );
+            report.reason = Some(match report.reason.take() {
+                Some(other) => format!("{held}; {other}"),
+                None => held,
+            });
         }
         self.finish(&report).await?;
         Ok(report)
@@ -290,6 +306,7 @@ impl<S: Source> Cycle<'_, S> {
             writes_due: 0,
             writeback: None,
             writeback_note: None,
+            tasks: None,
             client: self.crm.map(RestClient::counts),
         }
     }
@@ -306,6 +323,7 @@ impl<S: Source> Cycle<'_, S> {
                 scored: a.current.clone(),
                 trend: a.trend.as_str().to_owned(),
                 receipt: a.receipt.clone(),
+                red_since: a.red_since,
                 changed: a.changed(),
             })
             .collect();
@@ -350,6 +368,37 @@ impl<S: Source> Cycle<'_, S> {
         Ok(())
     }
 
+    /// Opens (or in a plan, lists) the follow-up tasks this cycle's scores and answers call for.
+    /// Accounts held back or archived get none: their data is incomplete or history.
+    async fn tasks(
+        &self,
+        report: &CycleReport,
+        book: &Book,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<TaskReport> {
+        let names: HashMap<AccountId, (String, Option<OwnerId>)> = book
+            .accounts
+            .values()
+            .filter(|a| !a.archived && !book.held.contains_key(&a.id))
+            .map(|a| (a.id.clone(), (a.name.clone(), a.owner_id.clone())))
+            .collect();
+        let answers: Vec<SurveyResponse> = book
+            .recent_nps
+            .iter()
+            .filter(|a| names.contains_key(&a.account_id))
+            .cloned()
+            .collect();
+        let run = TaskRun {
+            settings: &self.settings.tasks,
+            crm: self.crm,
+            store: self.store,
+            owners: &book.owners,
+            now,
+        };
+        run.run(&report.accounts, &answers, &names, report.run_id.as_deref())
+            .await
+    }
+
     async fn finish(&self, report: &CycleReport) -> anyhow::Result<()> {
         let (Some(store), Some(run_id)) = (self.store, report.run_id.as_deref()) else {
             return Ok(());
@@ -362,10 +411,18 @@ impl<S: Source> Cycle<'_, S> {
             "bands": report.bands,
             "changed": report.changed().count(),
             "written": report.writeback.as_ref().map(|w| w.stored_count),
+            "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
+            "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });
         let pulled = (report.status != RunStatus::Failed).then_some(report.accounts_pulled as u64);
         store
-            .finish_run(run_id, report.status, report.reason.as_deref(), pulled, &summary)
+            .finish_run(
+                run_id,
+                report.status,
+                report.reason.as_deref(),
+                pulled,
+                &summary,
+            )
             .await
     }
 }
@@ -383,17 +440,32 @@ fn score_book(
         .filter_map(|account| {
             let facts = book.facts.get(&account.id)?;
             let card = scoring::score(facts, &settings.scoring, now);
-            Some(compare(account, &card, previous.get(account.id.as_str())))
+            Some(compare(
+                account,
+                &card,
+                previous.get(account.id.as_str()),
+                now,
+            ))
         })
         .collect()
 }
 
-fn compare(account: &Account, card: &Scorecard, previous: Option<&Latest>) -> ScoredAccount {
+fn compare(
+    account: &Account,
+    card: &Scorecard,
+    previous: Option<&Latest>,
+    now: DateTime<Utc>,
+) -> ScoredAccount {
     let current = stored(card);
     let before = previous.map(|p| p.scored.clone());
     let trend = Trend::between(before.as_ref(), &current);
-    let turned_red = current.band == Colour::Red.as_str()
-        && before.as_ref().is_some_and(|b| b.band != Colour::Red.as_str());
+    let red = Colour::Red.as_str();
+    let turned_red = current.band == red && before.as_ref().is_some_and(|b| b.band != red);
+    let red_since = match (current.band == red, turned_red) {
+        (false, _) => None,
+        (true, true) => Some(now.date_naive()),
+        (true, false) => previous.and_then(|p| p.red_since),
+    };
     ScoredAccount {
         account_id: account.id.to_string(),
         name: account.name.clone(),
@@ -401,11 +473,17 @@ fn compare(account: &Account, card: &Scorecard, previous: Option<&Latest>) -> Sc
         current,
         trend,
         turned_red,
+        red_since,
         reasons: Measure::ALL
             .iter()
             .map(|m| {
                 let colour = card.receipt.colour(*m);
-                format!("{} {}: {}", m.as_str(), colour.as_str(), card.receipt.reason(*m))
+                format!(
+                    "{} {}: {}",
+                    m.as_str(),
+                    colour.as_str(),
+                    card.receipt.reason(*m)
+                )
             })
             .collect(),
         receipt: serde_json::to_string(&card.receipt).unwrap_or_default(),

@@ -89,7 +89,11 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
 
 /// The defaults (and the user's file, if any), pointed at the in-process sandbox and the demo
 /// store. The process environment still applies, so `TOUCHPOINT__...` variables work here too.
-fn demo_settings(user_config: Option<&Path>, base_url: &str, store: &Path) -> anyhow::Result<Settings> {
+fn demo_settings(
+    user_config: Option<&Path>,
+    base_url: &str,
+    store: &Path,
+) -> anyhow::Result<Settings> {
     let mut environment: HashMap<String, String> = std::env::vars()
         .filter(|(name, _)| name.starts_with("TOUCHPOINT__"))
         .collect();

@@ -7,6 +7,7 @@
 //! - [`scoring`]: the pure D.E.A.R. health score with receipts.
 //! - [`store`]: the SQLite file: runs, latest scores, history.
 //! - [`writeback`]: scores back to the CRM, only what changed.
+//! - [`tasks`]: follow-up tasks in the CRM, never duplicated.
 //! - [`cycle`]: pull, score, store, write back; `plan` does the same and changes nothing.
 //! - [`sandbox`]: a CRM that speaks the contract, for the demo, the tests and benchmarks.
 //! - [`demo`]: the out-of-the-box demo.
@@ -22,5 +23,6 @@ pub mod scoring;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod writeback;

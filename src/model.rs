@@ -15,6 +15,14 @@ mod lenient;
 
 pub use lenient::{parse_date, parse_timestamp};
 
+/// Deserializes a timestamp leniently (see [`parse_timestamp`]), for records outside this
+/// module that carry one.
+pub fn deserialize_timestamp<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<DateTime<Utc>, D::Error> {
+    lenient::timestamp(d)
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::{
     Account, AccountId, Activity, ActivityId, Contact, ContactId, Owner, OwnerId, Rejected,
-    ResponseId, SurveyResponse, UsageRow,
+    ResponseId, SurveyKind, SurveyResponse, UsageRow,
 };
 use crate::scoring::{AccountFacts, FactsBuilder, Folded, ScoringConfig};
 use crate::source::{ActivityQuery, Source, SourceError, UsageQuery};
@@ -59,6 +59,8 @@ pub struct Book {
     pub held: BTreeMap<AccountId, String>,
     pub failures: Vec<ListFailure>,
     pub rows: RowCounts,
+    /// NPS answers submitted in `[nps_since, now)`, which may open follow-up tasks.
+    pub recent_nps: Vec<SurveyResponse>,
 }
 
 impl Book {
@@ -73,7 +75,10 @@ impl Book {
             .as_deref()
             .and_then(|id| AccountId::parse(id).ok())
         {
-            let reason = format!("a {} row was rejected: {}", rejected.dataset, rejected.reason);
+            let reason = format!(
+                "a {} row was rejected: {}",
+                rejected.dataset, rejected.reason
+            );
             self.held.entry(account).or_insert(reason);
         }
         tracing::warn!(
@@ -87,8 +92,13 @@ impl Book {
     }
 }
 
-/// Reads a whole book as of `now`.
-pub async fn pull<S: Source>(source: &S, config: &ScoringConfig, now: DateTime<Utc>) -> Book {
+/// Reads a whole book as of `now`, keeping the NPS answers submitted since `nps_since`.
+pub async fn pull<S: Source>(
+    source: &S,
+    config: &ScoringConfig,
+    now: DateTime<Utc>,
+    nps_since: DateTime<Utc>,
+) -> Book {
     let builder = FactsBuilder::new(config, now);
     let mut book = Book::default();
 
@@ -98,7 +108,7 @@ pub async fn pull<S: Source>(source: &S, config: &ScoringConfig, now: DateTime<U
     }
 
     start_facts(&builder, &mut book);
-    read_evidence(source, &builder, &mut book).await;
+    read_evidence(source, &builder, (nps_since, now), &mut book).await;
     book
 }
 
@@ -116,18 +126,18 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
         let mut account_sink = |row: Result<Account, Rejected>| {
             rows.accounts += 1;
             match row {
-                Ok(account) => keep_newest(&mut accounts, account.id.clone(), account, |a| {
-                    a.updated_at
-                }),
+                Ok(account) => {
+                    keep_newest(&mut accounts, account.id.clone(), account, |a| a.updated_at)
+                }
                 Err(r) => account_rejects.push(r),
             }
         };
         let mut contact_sink = |row: Result<Contact, Rejected>| {
             rows.contacts += 1;
             match row {
-                Ok(contact) => keep_newest(&mut contacts, contact.id.clone(), contact, |c| {
-                    c.updated_at
-                }),
+                Ok(contact) => {
+                    keep_newest(&mut contacts, contact.id.clone(), contact, |c| c.updated_at)
+                }
                 Err(r) => contact_rejects.push(r),
             }
         };
@@ -195,6 +205,7 @@ struct Folding<'b> {
     rejected: Vec<Rejected>,
     seen_activities: HashSet<ActivityId>,
     seen_answers: HashSet<ResponseId>,
+    recent_nps: Vec<SurveyResponse>,
     rows: RowCounts,
 }
 
@@ -207,7 +218,12 @@ impl Folding<'_> {
 }
 
 /// Phase two: activities, usage and survey answers, folded into the facts as they arrive.
-async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: &mut Book) {
+async fn read_evidence<S: Source>(
+    source: &S,
+    builder: &FactsBuilder<'_>,
+    (nps_since, now): (DateTime<Utc>, DateTime<Utc>),
+    book: &mut Book,
+) {
     let windows = *builder.windows();
     let activity_query = ActivityQuery {
         since: windows.engagement.start,
@@ -219,7 +235,7 @@ async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: 
         window_days: windows.adoption.days() as u32,
         features: builder.key_features().to_vec(),
     };
-    let answers_since = windows.roi.start - TimeDelta::days(ANSWER_MARGIN_DAYS);
+    let answers_since = (windows.roi.start - TimeDelta::days(ANSWER_MARGIN_DAYS)).min(nps_since);
     let key_contacts: HashSet<ContactId> = book
         .contacts
         .values()
@@ -232,6 +248,7 @@ async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: 
         rejected: Vec::new(),
         seen_activities: HashSet::new(),
         seen_answers: HashSet::new(),
+        recent_nps: Vec::new(),
         rows: RowCounts::default(),
     });
     let lock = || folding.lock().unwrap_or_else(PoisonError::into_inner);
@@ -259,6 +276,10 @@ async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: 
         f.rows.survey_responses += 1;
         match row {
             Ok(a) if f.seen_answers.insert(a.id.clone()) => {
+                let recent = (nps_since..now).contains(&a.submitted_at);
+                if a.survey == SurveyKind::Nps && a.score.is_some() && recent {
+                    f.recent_nps.push(a.clone());
+                }
                 f.fold(&a.account_id, |facts| builder.fold_response(facts, &a))
             }
             Ok(_duplicate) => {}
@@ -275,6 +296,7 @@ async fn read_evidence<S: Source>(source: &S, builder: &FactsBuilder<'_>, book: 
     book.rows.activities = folded.rows.activities;
     book.rows.usage = folded.rows.usage;
     book.rows.survey_responses = folded.rows.survey_responses;
+    book.recent_nps = folded.recent_nps;
     folded.rejected.into_iter().for_each(|r| book.reject(r));
     note_failure(book, "activities", activities_read);
     note_failure(book, "usage", usage_read);

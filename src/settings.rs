@@ -43,6 +43,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::scoring::{RawScoringConfig, ScoringConfig};
+use crate::tasks::{RawTaskSettings, TaskSettings};
 
 /// The checked-in defaults, embedded so the binary runs with no files beside it.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -55,6 +56,7 @@ pub const TOKEN_VARIABLE: &str = "TOUCHPOINT_SOURCE_TOKEN";
 pub struct Settings {
     pub source: SourceSettings,
     pub scoring: ScoringConfig,
+    pub tasks: TaskSettings,
     pub store: StoreSettings,
     pub writeback: WritebackSettings,
     pub cycle: CycleSettings,
@@ -120,6 +122,7 @@ pub struct LogSettings {
 struct RawSettings {
     source: RawSource,
     scoring: RawScoringConfig,
+    tasks: RawTaskSettings,
     store: RawStore,
     writeback: RawWriteback,
     cycle: RawCycle,
@@ -222,6 +225,7 @@ impl Settings {
         Ok(Self {
             source: source_settings(raw.source)?,
             scoring: ScoringConfig::from_raw(raw.scoring)?,
+            tasks: TaskSettings::from_raw(raw.tasks)?,
             store: StoreSettings {
                 path: non_empty_path("store.path", &raw.store.path)?,
                 busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
@@ -263,7 +267,10 @@ fn source_settings(raw: RawSource) -> Result<SourceSettings, ConfigError> {
     if !(1..=1000).contains(&raw.page_size) {
         return Err(ConfigError::new(
             "source.page_size",
-            format!("{} is outside 1..=1000 (the contract's maximum)", raw.page_size),
+            format!(
+                "{} is outside 1..=1000 (the contract's maximum)",
+                raw.page_size
+            ),
         ));
     }
     if raw.backoff_base_ms > raw.backoff_max_ms {
@@ -314,7 +321,10 @@ fn writeback_settings(raw: RawWriteback) -> Result<WritebackSettings, ConfigErro
     if !(1..=100).contains(&raw.batch_size) {
         return Err(ConfigError::new(
             "writeback.batch_size",
-            format!("{} is outside 1..=100 (the contract's maximum)", raw.batch_size),
+            format!(
+                "{} is outside 1..=100 (the contract's maximum)",
+                raw.batch_size
+            ),
         ));
     }
     Ok(WritebackSettings {

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -89,6 +89,8 @@ pub struct Latest {
     pub scored: StoredScore,
     pub as_of: String,
     pub written: Option<String>,
+    /// The day the band turned red, while it stays red (none for a baseline that was red).
+    pub red_since: Option<NaiveDate>,
 }
 
 /// A score to save.
@@ -98,6 +100,7 @@ pub struct ScoreRow {
     pub scored: StoredScore,
     pub trend: String,
     pub receipt: String,
+    pub red_since: Option<NaiveDate>,
     /// Whether this differs from the previous score (or is the first): it then joins the history.
     pub changed: bool,
 }
@@ -131,6 +134,11 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 impl Store {
+    /// The connection pool, for the modules that keep their own tables here (the task ledger).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) the store file and brings its schema up to date.
     pub async fn open(settings: &StoreSettings) -> anyhow::Result<Self> {
         if let Some(parent) = settings.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -231,7 +239,11 @@ impl Store {
 
     pub async fn save_rejections(&self, run_id: &str, rejected: &[Rejected]) -> anyhow::Result<()> {
         for (chunk_no, chunk) in rejected.chunks(BATCH_ROWS).enumerate() {
-            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .context("failed to start a transaction")?;
             for (i, r) in chunk.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO run_rejections (run_id, seq, dataset, record_id, account_id, reason)
@@ -247,7 +259,9 @@ impl Store {
                 .await
                 .with_context(|| format!("failed to record a rejected {} row", r.dataset))?;
             }
-            tx.commit().await.context("failed to commit rejected rows")?;
+            tx.commit()
+                .await
+                .context("failed to commit rejected rows")?;
         }
         Ok(())
     }
@@ -269,7 +283,8 @@ impl Store {
     /// Every account's latest score, keyed by account id.
     pub async fn latest_scores(&self) -> anyhow::Result<HashMap<String, Latest>> {
         let rows = sqlx::query(
-            "SELECT account_id, score, band, deployment, engagement, adoption, roi, as_of, written
+            "SELECT account_id, score, band, deployment, engagement, adoption, roi, as_of, written,
+                    red_since
              FROM account_scores",
         )
         .fetch_all(&self.pool)
@@ -282,6 +297,9 @@ impl Store {
                     scored: stored_score(&row),
                     as_of: row.get("as_of"),
                     written: row.get("written"),
+                    red_since: row
+                        .get::<Option<String>, _>("red_since")
+                        .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
                 };
                 (row.get::<String, _>("account_id"), latest)
             })
@@ -298,7 +316,11 @@ impl Store {
     ) -> anyhow::Result<()> {
         let as_of = timestamp(as_of);
         for chunk in rows.chunks(BATCH_ROWS) {
-            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .context("failed to start a transaction")?;
             for row in chunk {
                 upsert_latest(&mut tx, run_id, &as_of, config_version, row).await?;
                 if row.changed {
@@ -318,7 +340,11 @@ impl Store {
     ) -> anyhow::Result<()> {
         let at = timestamp(at);
         for chunk in written.chunks(BATCH_ROWS) {
-            let mut tx = self.pool.begin().await.context("failed to start a transaction")?;
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .context("failed to start a transaction")?;
             for (account_id, fingerprint) in chunk {
                 sqlx::query(
                     "UPDATE account_scores SET written = $2, written_at = $3 WHERE account_id = $1",
@@ -330,7 +356,9 @@ impl Store {
                 .await
                 .with_context(|| format!("failed to mark account {account_id} as written"))?;
             }
-            tx.commit().await.context("failed to commit written marks")?;
+            tx.commit()
+                .await
+                .context("failed to commit written marks")?;
         }
         Ok(())
     }
@@ -383,7 +411,9 @@ impl Store {
 
 fn stored_score(row: &sqlx::sqlite::SqliteRow) -> StoredScore {
     StoredScore {
-        score: row.get::<Option<i64>, _>("score").map(|s| s.clamp(0, 100) as u8),
+        score: row
+            .get::<Option<i64>, _>("score")
+            .map(|s| s.clamp(0, 100) as u8),
         band: row.get("band"),
         measures: ["deployment", "engagement", "adoption", "roi"].map(|m| row.get(m)),
     }
@@ -399,9 +429,10 @@ async fn upsert_latest(
     let [deployment, engagement, adoption, roi] = &row.scored.measures;
     sqlx::query(
         "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment,
-             engagement, adoption, roi, trend, receipt, config_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             engagement, adoption, roi, trend, receipt, config_version, red_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (account_id) DO UPDATE SET run_id = excluded.run_id,
+             red_since = excluded.red_since,
              as_of = excluded.as_of, score = excluded.score, band = excluded.band,
              deployment = excluded.deployment, engagement = excluded.engagement,
              adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend,
@@ -419,6 +450,7 @@ async fn upsert_latest(
     .bind(&row.trend)
     .bind(&row.receipt)
     .bind(config_version)
+    .bind(row.red_since.map(|d| d.to_string()))
     .execute(&mut *tx)
     .await
     .with_context(|| format!("failed to save the score of account {}", row.account_id))?;

@@ -118,7 +118,10 @@ pub async fn write_back(
     report
 }
 
-async fn put_batch(client: &RestClient, batch: &[HealthItem]) -> Result<HealthResults, SourceError> {
+async fn put_batch(
+    client: &RestClient,
+    batch: &[HealthItem],
+) -> Result<HealthResults, SourceError> {
     client.put("v1/health", &HealthBatch { items: batch }).await
 }
 
@@ -137,7 +140,9 @@ fn record_results(report: &mut WritebackReport, batch: &[HealthItem], results: H
                 status = result.status,
                 "the CRM refused a health item"
             );
-            report.refused.push((item.account_id.clone(), result.status));
+            report
+                .refused
+                .push((item.account_id.clone(), result.status));
         }
     }
 }

@@ -50,6 +50,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Release the mass-change breaker once a person has checked the red wave: the next cycle
+    /// opens the health-driven tasks it held.
+    ReleaseBreaker,
     /// Serve the sandbox CRM: generated (or CSV) data behind the REST contract.
     Sandbox(SandboxArgs),
     /// Start a sandbox, run cycles against it and print what a CS lead would read.
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cycle(args) => run_cycle(cli.config, args, Mode::Act).await,
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
         Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
+        Command::ReleaseBreaker => release_breaker(cli.config).await,
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::Demo(args) => {
             telemetry::init_default();
@@ -155,7 +159,11 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  write-back: {}",
-        if settings.writeback.enabled { "on" } else { "off" }
+        if settings.writeback.enabled {
+            "on"
+        } else {
+            "off"
+        }
     );
     if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
         println!(
@@ -175,7 +183,9 @@ fn describe_source(settings: &Settings) -> String {
 
 /// The instant a run scores as of: the start of `as_of` (UTC), or now.
 pub fn as_of_instant(as_of: Option<NaiveDate>) -> DateTime<Utc> {
-    as_of.map_or_else(Utc::now, |day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+    as_of.map_or_else(Utc::now, |day| {
+        day.and_time(chrono::NaiveTime::MIN).and_utc()
+    })
 }
 
 async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
@@ -271,11 +281,28 @@ async fn explain(
         );
     };
     let Some(explained) = store.explain(account_id).await? else {
-        anyhow::bail!("account {account_id} has no score yet: is the id right, and has a cycle run?");
+        anyhow::bail!(
+            "account {account_id} has no score yet: is the id right, and has a cycle run?"
+        );
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
         Output::Text => print!("{}", report::render_explained(&explained)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn release_breaker(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    let store = Store::open(&settings.store).await?;
+    let was = store.flag(crate::tasks::BREAKER_FLAG).await?;
+    if store.clear_flag(crate::tasks::BREAKER_FLAG).await? {
+        println!(
+            "released the mass-change breaker ({}); the next cycle opens the held tasks",
+            was.unwrap_or_default()
+        );
+    } else {
+        println!("the mass-change breaker was not tripped; nothing to release");
     }
     Ok(ExitCode::SUCCESS)
 }

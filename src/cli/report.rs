@@ -5,6 +5,7 @@ use std::fmt::Write;
 use crate::cycle::{ColourCounts, CycleReport, Mode, ScoredAccount, Trend};
 use crate::scoring::Receipt;
 use crate::store::{Explained, RunStatus, StoredScore};
+use crate::tasks::Decision;
 
 /// How much of the change list to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,7 @@ pub fn render(report: &CycleReport, detail: Detail) -> String {
     changes(&mut out, report, detail);
     problems(&mut out, report);
     writeback(&mut out, report);
+    tasks(&mut out, report, detail);
     next_steps(&mut out, report);
     out
 }
@@ -71,7 +73,11 @@ fn book(out: &mut String, report: &CycleReport) {
 
 fn health(out: &mut String, report: &CycleReport) {
     let bands = &report.bands;
-    let _ = writeln!(out, "\nHealth bands:  {}", colour_line(bands, report.scored));
+    let _ = writeln!(
+        out,
+        "\nHealth bands:  {}",
+        colour_line(bands, report.scored)
+    );
     let _ = writeln!(out, "\nBy measure:      green  yellow     red     n/a");
     for measure in ["deployment", "engagement", "adoption", "roi"] {
         let counts = report.measures.get(measure).cloned().unwrap_or_default();
@@ -135,7 +141,10 @@ fn changes(out: &mut String, report: &CycleReport, detail: Detail) {
             }
             if !turned_red.is_empty() {
                 let _ = writeln!(out, "\nTurned red ({}):", turned_red.len());
-                turned_red.iter().take(MOVERS).for_each(|a| change_line(out, a));
+                turned_red
+                    .iter()
+                    .take(MOVERS)
+                    .for_each(|a| change_line(out, a));
             }
         }
     }
@@ -263,6 +272,77 @@ fn writeback(out: &mut String, report: &CycleReport) {
     }
 }
 
+fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
+    let Some(tasks) = &report.tasks else {
+        return;
+    };
+    let _ = write!(out, "\nTasks: ");
+    if let Some(note) = &tasks.note {
+        let _ = writeln!(out, "{note}");
+        return;
+    }
+    let verb = if report.mode == Mode::Plan {
+        "would open"
+    } else {
+        "opened"
+    };
+    let _ = writeln!(
+        out,
+        "{} {verb}, {} held, {} not due",
+        tasks.opened.len(),
+        tasks.held.len(),
+        tasks.skipped.len()
+    );
+    if let Some(breaker) = tasks.breaker.as_ref().filter(|b| b.tripped) {
+        let _ = writeln!(
+            out,
+            "  !! MASS-CHANGE BREAKER: {} accounts turned red (limit {}). Health-driven tasks \
+             are held; check the data, then run `touchpoint release-breaker`.",
+            breaker.turned_red, breaker.limit
+        );
+    }
+    if report.mode == Mode::Act {
+        let _ = writeln!(
+            out,
+            "  CRM: {} confirmed ({} already there), {} failed, {} closings reconciled",
+            tasks.confirmed,
+            tasks.already_there,
+            tasks.failures.len(),
+            tasks.reconciled
+        );
+    }
+    let shown = match detail {
+        Detail::EveryChange => usize::MAX,
+        Detail::Movers => MOVERS,
+    };
+    for task in tasks.opened.iter().take(shown) {
+        let _ = writeln!(
+            out,
+            "  + {} [{} {}] owner {} due {}: {}",
+            task.account_id,
+            task.kind,
+            task.priority.as_str(),
+            task.owner_id,
+            task.due_date,
+            task.subject
+        );
+    }
+    if tasks.opened.len() > shown {
+        let _ = writeln!(out, "  ... and {} more", tasks.opened.len() - shown);
+    }
+    for held in tasks.held.iter().take(shown) {
+        if let Decision::Held {
+            account_id,
+            reason,
+            why,
+            ..
+        } = held
+        {
+            let _ = writeln!(out, "  = held {account_id} ({}): {why}", reason.as_str());
+        }
+    }
+}
+
 fn next_steps(out: &mut String, report: &CycleReport) {
     let worst_measure = ["engagement", "adoption", "deployment", "roi"]
         .iter()
@@ -310,17 +390,17 @@ pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
     let written = explained.written_at.as_deref().unwrap_or("not yet");
     let _ = writeln!(out, "Written to the CRM: {written}\n");
     out.push_str(&receipt.render_text());
-    let _ = writeln!(out, "\nHistory (a row each time the score, band or a measure changed):");
+    let _ = writeln!(
+        out,
+        "\nHistory (a row each time the score, band or a measure changed):"
+    );
     let _ = writeln!(
         out,
         "  {:<22} {:>5} {:<7} deployment/engagement/adoption/roi",
         "as of", "score", "band"
     );
     for row in &explained.history {
-        let score = row
-            .scored
-            .score
-            .map_or("n/a".to_owned(), |s| s.to_string());
+        let score = row.scored.score.map_or("n/a".to_owned(), |s| s.to_string());
         let _ = writeln!(
             out,
             "  {:<22} {:>5} {:<7} {}",

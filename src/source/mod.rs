@@ -17,7 +17,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use csv_source::CsvSource;
 pub use rest::RestClient;
 
-use crate::model::{Account, Activity, ActivityType, Contact, Owner, Rejected, SurveyResponse, UsageRow};
+use crate::model::{
+    Account, Activity, ActivityType, Contact, Owner, Rejected, SurveyResponse, UsageRow,
+};
 
 /// Why a list could not be read to its end, or a write could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,7 +44,9 @@ pub enum SourceError {
     BodyTooLarge { limit: u64 },
     #[error("{what} could not be read: {reason}")]
     Malformed { what: String, reason: String },
-    #[error("the CRM handed out a cursor twice on {path} (after page {page}); the list cannot be trusted")]
+    #[error(
+        "the CRM handed out a cursor twice on {path} (after page {page}); the list cannot be trusted"
+    )]
     RepeatingCursor { path: String, page: u64 },
     #[error("could not read the CSV book: {0}")]
     Csv(String),
@@ -54,8 +58,12 @@ impl SourceError {
     /// or a wait past that, ends the pull cleanly instead of stalling the cycle.
     pub fn is_retryable(&self, longest_wait: Duration) -> bool {
         match self {
-            SourceError::RateLimited { retry_after, daily } => !daily && *retry_after <= longest_wait,
-            SourceError::Unavailable { .. } | SourceError::Timeout | SourceError::Transport(_) => true,
+            SourceError::RateLimited { retry_after, daily } => {
+                !daily && *retry_after <= longest_wait
+            }
+            SourceError::Unavailable { .. } | SourceError::Timeout | SourceError::Transport(_) => {
+                true
+            }
             _ => false,
         }
     }
@@ -99,8 +107,11 @@ pub trait Source {
     async fn owners(&self, sink: Sink<'_, Owner>) -> Result<(), SourceError>;
     async fn accounts(&self, sink: Sink<'_, Account>) -> Result<(), SourceError>;
     async fn contacts(&self, sink: Sink<'_, Contact>) -> Result<(), SourceError>;
-    async fn activities(&self, query: &ActivityQuery, sink: Sink<'_, Activity>)
-    -> Result<(), SourceError>;
+    async fn activities(
+        &self,
+        query: &ActivityQuery,
+        sink: Sink<'_, Activity>,
+    ) -> Result<(), SourceError>;
     async fn usage(&self, query: &UsageQuery, sink: Sink<'_, UsageRow>) -> Result<(), SourceError>;
     async fn survey_responses(
         &self,
@@ -115,15 +126,21 @@ impl Source for RestClient {
     }
 
     async fn owners(&self, sink: Sink<'_, Owner>) -> Result<(), SourceError> {
-        self.for_each("owners", "v1/owners", &[], sink).await.map(drop)
+        self.for_each("owners", "v1/owners", &[], sink)
+            .await
+            .map(drop)
     }
 
     async fn accounts(&self, sink: Sink<'_, Account>) -> Result<(), SourceError> {
-        self.for_each("accounts", "v1/accounts", &[], sink).await.map(drop)
+        self.for_each("accounts", "v1/accounts", &[], sink)
+            .await
+            .map(drop)
     }
 
     async fn contacts(&self, sink: Sink<'_, Contact>) -> Result<(), SourceError> {
-        self.for_each("contacts", "v1/contacts", &[], sink).await.map(drop)
+        self.for_each("contacts", "v1/contacts", &[], sink)
+            .await
+            .map(drop)
     }
 
     async fn activities(
@@ -148,7 +165,9 @@ impl Source for RestClient {
             ("window_days", query.window_days.to_string()),
             ("features", query.features.join(",")),
         ];
-        self.for_each("usage", "v1/usage", &params, sink).await.map(drop)
+        self.for_each("usage", "v1/usage", &params, sink)
+            .await
+            .map(drop)
     }
 
     async fn survey_responses(

@@ -121,7 +121,7 @@ impl RestClient {
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor.clone()));
             }
-            let body = self.send(Method::GET, path, &query, None).await?;
+            let (_, body) = self.send(Method::GET, path, &query, None).await?;
             let page: Page<serde_json::Value> =
                 serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
                     what: format!("{path} page {}", pages + 1),
@@ -146,21 +146,33 @@ impl RestClient {
         }
     }
 
-    /// Sends an idempotent `PUT` with a JSON body and returns the status and the parsed answer.
+    /// Sends an idempotent `PUT` with a JSON body and returns the parsed answer.
     pub async fn put<B: serde::Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<R, SourceError> {
+        self.put_with_status(path, body)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// Like [`RestClient::put`], with the success status (`200` or `201`) as well.
+    pub async fn put_with_status<B: serde::Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, R), SourceError> {
         let payload = serde_json::to_vec(body).map_err(|e| SourceError::Malformed {
             what: format!("request body for {path}"),
             reason: e.to_string(),
         })?;
-        let answer = self.send(Method::PUT, path, &[], Some(payload)).await?;
-        serde_json::from_slice(&answer).map_err(|e| SourceError::Malformed {
+        let (status, answer) = self.send(Method::PUT, path, &[], Some(payload)).await?;
+        let parsed = serde_json::from_slice(&answer).map_err(|e| SourceError::Malformed {
             what: format!("answer of PUT {path}"),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((status, parsed))
     }
 
     /// One logical request: retried as the contract says, under the client-side rate limit.
@@ -170,7 +182,7 @@ impl RestClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, SourceError> {
+    ) -> Result<(u16, Vec<u8>), SourceError> {
         let url = self.base.join(path).map_err(|e| SourceError::Malformed {
             what: format!("url for {path}"),
             reason: e.to_string(),
@@ -210,7 +222,7 @@ impl RestClient {
         url: Url,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, SourceError> {
+    ) -> Result<(u16, Vec<u8>), SourceError> {
         self.limiter.until_ready().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
 
@@ -229,7 +241,7 @@ impl RestClient {
 
         let status = response.status();
         if status.is_success() {
-            return self.read_capped(response).await;
+            return Ok((status.as_u16(), self.read_capped(response).await?));
         }
         Err(self.error_for(status, response).await)
     }
@@ -316,7 +328,11 @@ fn without_url(error: reqwest::Error) -> String {
 
 fn parse_row<T: DeserializeOwned>(dataset: &str, row: serde_json::Value) -> Result<T, Rejected> {
     if !row.is_object() {
-        return Err(Rejected::from_json(dataset, &row, "row is not a JSON object"));
+        return Err(Rejected::from_json(
+            dataset,
+            &row,
+            "row is not a JSON object",
+        ));
     }
     T::deserialize(&row).map_err(|e| Rejected::from_json(dataset, &row, e))
 }

@@ -65,11 +65,29 @@ fn usage(features: &[String]) -> String {
     for feature in 0..4 {
         add("A-green", feature, &four);
     }
-    add("A-mid", 0, &["2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05", "2024-12-06"]);
+    add(
+        "A-mid",
+        0,
+        &[
+            "2024-12-02",
+            "2024-12-03",
+            "2024-12-04",
+            "2024-12-05",
+            "2024-12-06",
+        ],
+    );
     add("A-mid", 1, &four);
     add("A-mid", 2, &four);
-    add("A-mid", 3, &["2024-12-01", "2024-12-10", "2024-12-11", "2024-12-12"]);
-    add("A-mid", 4, &["2024-12-20", "2024-12-21", "2024-12-22", "2025-01-01"]);
+    add(
+        "A-mid",
+        3,
+        &["2024-12-01", "2024-12-10", "2024-12-11", "2024-12-12"],
+    );
+    add(
+        "A-mid",
+        4,
+        &["2024-12-20", "2024-12-21", "2024-12-22", "2025-01-01"],
+    );
     add("A-red", 0, &["2024-12-20", "2024-12-21"]);
     csv.push_str("A-red,unrelated_feature,2024-12-20,9,1\n");
     csv
@@ -112,7 +130,10 @@ fn colours(report: &CycleReport, account: &str) -> (Option<u8>, String, String) 
 }
 
 fn assert_hand_worked_colours(report: &CycleReport) {
-    assert_eq!(report.accounts_pulled, 5, "the duplicated account counts once");
+    assert_eq!(
+        report.accounts_pulled, 5,
+        "the duplicated account counts once"
+    );
     assert_eq!(report.archived, 1);
     assert_eq!(report.scored, 4);
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
@@ -140,7 +161,10 @@ async fn plan_against_a_csv_book_served_over_http_gives_the_rules_colours() {
 
     assert_hand_worked_colours(&report);
     assert!(report.accounts.iter().all(|a| a.trend == Trend::New));
-    assert!(app.crm.health().is_empty(), "plan writes nothing to the CRM");
+    assert!(
+        app.crm.health().is_empty(),
+        "plan writes nothing to the CRM"
+    );
     assert!(
         !app.settings.store.path.exists(),
         "plan creates no store file"
@@ -176,7 +200,10 @@ async fn the_csv_source_reads_the_same_book_to_the_same_colours() {
     .expect("the cycle runs");
 
     assert_hand_worked_colours(&report);
-    assert!(report.writeback_note.is_some(), "a CSV book has no CRM to write to");
+    assert!(
+        report.writeback_note.is_some(),
+        "a CSV book has no CRM to write to"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,8 +223,15 @@ async fn a_cycle_stores_receipts_that_explain_each_colour() {
 
     let receipt = explained.receipt.to_string();
     for evidence in ["AC-6", "2024-02-29", "dear"] {
-        assert!(receipt.contains(evidence), "the receipt quotes {evidence}: {receipt}");
+        assert!(
+            receipt.contains(evidence),
+            "the receipt quotes {evidence}: {receipt}"
+        );
     }
-    assert_eq!(explained.history.len(), 1, "the first score is the baseline");
+    assert_eq!(
+        explained.history.len(),
+        1,
+        "the first score is the baseline"
+    );
     assert_eq!(explained.scored.score, Some(67));
 }

@@ -36,11 +36,17 @@ fn an_environment_variable_overrides_a_nested_key() {
         None,
         env(&[
             ("TOUCHPOINT__SCORING__WEIGHTS__ROI", "40"),
-            ("TOUCHPOINT__SOURCE__BASE_URL", "https://crm.example.com/api"),
+            (
+                "TOUCHPOINT__SOURCE__BASE_URL",
+                "https://crm.example.com/api",
+            ),
         ]),
     )
     .expect("overrides load");
-    assert_eq!(settings.scoring.weight(touchpoint::scoring::Measure::Roi), 40);
+    assert_eq!(
+        settings.scoring.weight(touchpoint::scoring::Measure::Roi),
+        40
+    );
     assert_eq!(
         settings.source.base_url.as_str(),
         "https://crm.example.com/api/"
@@ -65,10 +71,22 @@ fn an_unknown_key_stops_start_up_naming_it() {
 fn an_invalid_value_stops_start_up_naming_the_key() {
     let cases = [
         ("TOUCHPOINT__SOURCE__PAGE_SIZE", "5000", "source.page_size"),
-        ("TOUCHPOINT__SOURCE__BASE_URL", "not a url", "source.base_url"),
-        ("TOUCHPOINT__WRITEBACK__BATCH_SIZE", "0", "writeback.batch_size"),
+        (
+            "TOUCHPOINT__SOURCE__BASE_URL",
+            "not a url",
+            "source.base_url",
+        ),
+        (
+            "TOUCHPOINT__WRITEBACK__BATCH_SIZE",
+            "0",
+            "writeback.batch_size",
+        ),
         ("TOUCHPOINT__LOG__FORMAT", "yaml", "log.format"),
-        ("TOUCHPOINT__SCORING__WEIGHTS__ROI", "-3", "scoring.weights.roi"),
+        (
+            "TOUCHPOINT__SCORING__WEIGHTS__ROI",
+            "-3",
+            "scoring.weights.roi",
+        ),
     ];
     for (key, value, named) in cases {
         let error = Settings::load_from(None, env(&[(key, value)])).expect_err(key);
@@ -81,5 +99,8 @@ fn a_token_in_a_file_is_refused_because_secrets_come_from_the_environment() {
     let file = user_file("[source]\ntoken = \"abc\"\n");
     let error = Settings::load_from(Some(file.path()), env(&[])).expect_err("refused");
     assert!(error.to_string().contains("token"), "{error}");
-    assert!(!error.to_string().contains("abc"), "the secret is not echoed");
+    assert!(
+        !error.to_string().contains("abc"),
+        "the secret is not echoed"
+    );
 }

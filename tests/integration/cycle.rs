@@ -17,7 +17,10 @@ async fn a_cycle_scores_every_live_account_and_writes_each_score_back() {
     assert_eq!(written.stored_count, report.scored);
     assert_eq!(app.crm.health().len(), report.scored);
     let bands = &report.bands;
-    assert!(bands.green > 0 && bands.yellow > 0 && bands.red > 0, "{bands:?}");
+    assert!(
+        bands.green > 0 && bands.yellow > 0 && bands.red > 0,
+        "{bands:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -30,7 +33,11 @@ async fn a_second_cycle_writes_back_only_what_changed() {
 
     assert_eq!(again.writes_due, 0);
     assert!(again.accounts.iter().all(|a| a.trend == Trend::Same));
-    assert_eq!(app.crm.writes().len(), writes_before, "no PUT for unchanged scores");
+    assert_eq!(
+        app.crm.writes().len(),
+        writes_before,
+        "no PUT for unchanged scores"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,7 +50,11 @@ async fn history_records_changes_and_trends_between_cycles() {
     let moved: Vec<_> = later.accounts.iter().filter(|a| a.delta() != 0).collect();
     assert!(!moved.is_empty(), "three months later some scores moved");
     for account in moved {
-        let expected = if account.delta() > 0 { Trend::Up } else { Trend::Down };
+        let expected = if account.delta() > 0 {
+            Trend::Up
+        } else {
+            Trend::Down
+        };
         assert_eq!(account.trend, expected);
     }
     let changed = later.changed().next().expect("a changed account");

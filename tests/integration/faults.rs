@@ -35,7 +35,11 @@ async fn a_429_in_the_middle_of_paging_is_waited_out_and_the_same_page_retried()
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
     let client = report.client.expect("REST counters");
     assert!(client.rate_limited > 0, "the sandbox answered 429s");
-    assert_eq!(scores(&report), clean_scores().await, "nothing lost or doubled");
+    assert_eq!(
+        scores(&report),
+        clean_scores().await,
+        "nothing lost or doubled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,8 +73,14 @@ async fn a_server_that_never_answers_fails_the_run_after_the_timeout_and_scores_
     assert_eq!(report.status, RunStatus::Failed);
     let reason = report.reason.expect("a failed run says why");
     assert!(reason.contains("timeout"), "{reason}");
-    assert!(report.accounts.is_empty(), "nothing is scored from a failed pull");
-    assert!(app.crm.health().is_empty(), "nothing is written from a failed pull");
+    assert!(
+        report.accounts.is_empty(),
+        "nothing is scored from a failed pull"
+    );
+    assert!(
+        app.crm.health().is_empty(),
+        "nothing is written from a failed pull"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,10 +113,16 @@ async fn malformed_rows_cost_their_own_record_and_hold_only_their_account() {
     assert!(report.rejected.iter().all(|r| !r.reason.is_empty()));
     let held: Vec<&String> = report.held.iter().map(|(id, _)| id).collect();
     assert!(
-        report.accounts.iter().all(|a| !held.contains(&&a.account_id)),
+        report
+            .accounts
+            .iter()
+            .all(|a| !held.contains(&&a.account_id)),
         "a held account is not scored"
     );
-    assert!(report.scored > BOOK / 2, "the rest of the book is still scored");
+    assert!(
+        report.scored > BOOK / 2,
+        "the rest of the book is still scored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

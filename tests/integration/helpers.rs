@@ -39,9 +39,15 @@ pub fn settings_for(base_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Setti
         ),
         ("TOUCHPOINT__SOURCE__BACKOFF_BASE_MS".into(), "10".into()),
         ("TOUCHPOINT__SOURCE__BACKOFF_MAX_MS".into(), "50".into()),
-        ("TOUCHPOINT__SOURCE__REQUEST_TIMEOUT_SECS".into(), "5".into()),
+        (
+            "TOUCHPOINT__SOURCE__REQUEST_TIMEOUT_SECS".into(),
+            "5".into(),
+        ),
         ("TOUCHPOINT__SOURCE__PAGE_SIZE".into(), "100".into()),
-        ("TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND".into(), "1000".into()),
+        (
+            "TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND".into(),
+            "1000".into(),
+        ),
     ]);
     for (key, value) in extra {
         env.insert((*key).to_owned(), (*value).to_owned());
@@ -89,7 +95,9 @@ impl App {
     }
 
     pub async fn store(&self) -> Store {
-        Store::open(&self.settings.store).await.expect("the store opens")
+        Store::open(&self.settings.store)
+            .await
+            .expect("the store opens")
     }
 
     pub async fn cycle(&self, as_of: &str) -> CycleReport {

@@ -6,3 +6,4 @@ mod config;
 mod cycle;
 mod faults;
 mod helpers;
+mod tasks;

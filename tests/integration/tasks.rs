@@ -1,0 +1,325 @@
+//! Follow-up tasks against the sandbox CRM: one open task per account and reason, through
+//! re-runs, lost answers, closings and cool-downs.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use touchpoint::cycle::CycleReport;
+use touchpoint::tasks::BREAKER_FLAG;
+
+use crate::helpers::{App, TOKEN};
+
+const BEFORE: &str = "2025-03-03";
+const AFTER: &str = "2025-06-02";
+
+/// Generous breaker limits, so tests about other rules are not held by it.
+const NO_BREAKER: [(&str, &str); 2] = [
+    ("TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE", "1.0"),
+    ("TOUCHPOINT__TASKS__BREAKER__MIN_ACCOUNTS", "100000"),
+];
+
+fn tasks_by_account(app: &App, reason: &str) -> HashMap<String, Vec<Value>> {
+    let mut by_account: HashMap<String, Vec<Value>> = HashMap::new();
+    for task in app.crm.tasks() {
+        let key = task["key"].as_str().unwrap_or_default();
+        if key.contains(&format!(":{reason}:")) {
+            let account = task["account_id"].as_str().unwrap_or_default().to_owned();
+            by_account.entry(account).or_default().push(task);
+        }
+    }
+    by_account
+}
+
+fn turned_red(report: &CycleReport) -> Vec<String> {
+    report
+        .accounts
+        .iter()
+        .filter(|a| a.turned_red)
+        .map(|a| a.account_id.clone())
+        .collect()
+}
+
+async fn crm_get(app: &App, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/{path}", app.crm.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Records an NPS answer in the CRM, as an in-app survey would.
+async fn answer(app: &App, id: &str, account: &str, score: u8, submitted_at: &str) {
+    let body = json!({
+        "id": id, "account_id": account, "survey": "nps", "submitted_at": submitted_at,
+        "score": score, "comment": "The <b>exports</b> keep failing"
+    });
+    let status = reqwest::Client::new()
+        .put(format!("{}/v1/survey-responses/{id}", app.crm.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .status();
+    assert!(status.is_success(), "answer {id} stored: {status}");
+}
+
+/// The time zone of an owner, as due dates use it.
+async fn owner_zone(app: &App, owner: &str) -> chrono_tz::Tz {
+    let owners = crm_get(app, "v1/owners?limit=1000").await;
+    owners["data"]
+        .as_array()
+        .expect("owners")
+        .iter()
+        .find(|o| o["id"] == owner)
+        .and_then(|o| o["timezone"].as_str())
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+/// Accounts as the CRM lists them (the first page is enough for a small book).
+async fn accounts(app: &App) -> Vec<Value> {
+    let page = crm_get(app, "v1/accounts?limit=1000").await;
+    page["data"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_red_three_cycles_running_has_one_open_task() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    app.cycle(BEFORE).await;
+
+    let first = app.cycle(AFTER).await;
+    app.cycle(AFTER).await;
+    app.cycle(AFTER).await;
+
+    let reds = turned_red(&first);
+    assert!(
+        !reds.is_empty(),
+        "some accounts turned red between the two dates"
+    );
+    let tasks = tasks_by_account(&app, "turned_red");
+    assert_eq!(
+        tasks.len(),
+        reds.len(),
+        "a task per account that turned red"
+    );
+    for account in &reds {
+        assert_eq!(tasks[account].len(), 1, "{account} has exactly one task");
+        let task = &tasks[account][0];
+        assert_eq!(task["priority"], "medium");
+        let body = task["body"].as_str().unwrap_or_default();
+        assert!(
+            body.contains("turned red") && body.contains("touchpoint explain"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_the_crm_created_but_we_never_heard_of_is_not_created_twice() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    app.cycle(BEFORE).await;
+    let first = app.cycle(AFTER).await;
+    let opened = first.tasks.as_ref().expect("a task step").opened.len();
+    assert!(opened > 0);
+
+    // The state a crash leaves between "the CRM created it" and "the ledger recorded it".
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", app.settings.store.path.display()))
+            .await
+            .expect("the store opens");
+    sqlx::query("UPDATE tasks SET status = 'pending', opened_at = NULL, crm_id = NULL")
+        .execute(&pool)
+        .await
+        .expect("rolled back");
+    let before = app.crm.tasks().len();
+
+    let again = app.cycle(AFTER).await;
+
+    let tasks = again.tasks.expect("a task step");
+    assert_eq!(
+        tasks.already_there, opened,
+        "the CRM answered with the existing tasks"
+    );
+    assert!(
+        tasks.opened.is_empty(),
+        "no new decision while one is pending"
+    );
+    assert_eq!(app.crm.tasks().len(), before, "no second task in the CRM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_task_reopens_for_a_still_red_account_only_after_the_cool_down() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    app.cycle(BEFORE).await;
+    let first = app.cycle(AFTER).await;
+    let reds = turned_red(&first);
+    for task in app.crm.tasks() {
+        let key = task["key"].as_str().expect("a key");
+        assert!(app.crm.set_task_status(key, "completed"));
+    }
+
+    let soon = app.cycle("2025-06-10").await;
+    let later = app.cycle("2025-07-14").await;
+
+    let still_red: Vec<&String> = reds
+        .iter()
+        .filter(|id| {
+            [&soon, &later].iter().all(|r| {
+                r.accounts
+                    .iter()
+                    .any(|a| &&a.account_id == id && a.current.band == "red")
+            })
+        })
+        .collect();
+    assert!(!still_red.is_empty(), "some accounts stay red for a month");
+    let soon_tasks = soon.tasks.expect("a task step");
+    assert!(
+        soon_tasks
+            .opened
+            .iter()
+            .all(|t| !still_red.contains(&&t.account_id))
+    );
+    assert!(
+        soon_tasks.reconciled >= reds.len(),
+        "the closings were read back"
+    );
+    let tasks = tasks_by_account(&app, "turned_red");
+    for account in still_red {
+        assert_eq!(
+            tasks[account].len(),
+            2,
+            "{account}: the closed task and one new one"
+        );
+        let open = tasks[account]
+            .iter()
+            .filter(|t| t["status"] == "open")
+            .count();
+        assert_eq!(open, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoter_twice_in_a_year_gets_one_review_request_and_a_detractor_a_risk_task() {
+    let app = App::generated(120, AFTER).await.with(&NO_BREAKER);
+    let account = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["archived"] == false && !a["owner_id"].is_null())
+        .expect("a live owned account");
+    let id = account["id"].as_str().expect("an id");
+
+    answer(&app, "T-PROMO-1", id, 10, "2025-05-30T10:00:00Z").await;
+    answer(&app, "T-DETRACT-1", id, 3, "2025-05-31T10:00:00Z").await;
+    app.cycle(AFTER).await;
+    answer(&app, "T-PROMO-2", id, 9, "2025-08-01T10:00:00Z").await;
+    let second = app.cycle("2025-08-04").await;
+
+    let reviews = &tasks_by_account(&app, "promoter")[id];
+    assert_eq!(reviews.len(), 1, "one review request a year");
+    assert_eq!(reviews[0]["kind"], "review_request");
+    let skipped = serde_json::to_string(&second.tasks.expect("tasks").skipped).expect("json");
+    assert!(skipped.contains("T-PROMO-2") && skipped.contains("already requested"));
+
+    let risks = &tasks_by_account(&app, "detractor")[id];
+    assert_eq!(risks.len(), 1);
+    assert_eq!(risks[0]["priority"], "high");
+    let zone = owner_zone(&app, account["owner_id"].as_str().expect("owner")).await;
+    let local_day = crate::helpers::start_of(AFTER)
+        .with_timezone(&zone)
+        .date_naive();
+    let expected = if local_day == crate::helpers::day(AFTER) {
+        "2025-06-04" // Monday 2 June + 2 business days
+    } else {
+        "2025-06-03" // still Sunday 1 June west of UTC: Monday, then Tuesday
+    };
+    assert_eq!(
+        risks[0]["due_date"], expected,
+        "two business days in the owner's zone"
+    );
+    let body = risks[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("3 out of 10") && body.contains("exports keep failing"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
+    let app = App::generated(300, AFTER).await.with(&[
+        ("TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE", "0.0"),
+        ("TOUCHPOINT__TASKS__BREAKER__MIN_ACCOUNTS", "1"),
+    ]);
+    app.cycle(BEFORE).await;
+
+    let tripped = app.cycle(AFTER).await;
+
+    let tasks = tripped.tasks.expect("a task step");
+    let breaker = tasks.breaker.expect("breaker state");
+    assert!(breaker.tripped_now && breaker.turned_red > 1);
+    assert!(
+        tasks_by_account(&app, "turned_red").is_empty(),
+        "health tasks held"
+    );
+    assert_eq!(tasks.held.len(), breaker.turned_red);
+    let store = app.store().await;
+    assert!(store.flag(BREAKER_FLAG).await.expect("read").is_some());
+
+    let still_held = app.cycle(AFTER).await;
+    assert!(
+        still_held
+            .tasks
+            .expect("tasks")
+            .breaker
+            .expect("state")
+            .tripped
+    );
+    assert!(
+        tasks_by_account(&app, "turned_red").is_empty(),
+        "held until released"
+    );
+
+    assert!(store.clear_flag(BREAKER_FLAG).await.expect("released"));
+    app.cycle(AFTER).await;
+    assert_eq!(
+        tasks_by_account(&app, "turned_red").len(),
+        breaker.turned_red
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_without_an_active_owner_goes_to_the_fallback_owner() {
+    let app = App::generated(400, AFTER).await;
+    let all = accounts(&app).await;
+    let owners = crm_get(&app, "v1/owners?limit=1000").await;
+    let inactive: Vec<&str> = owners["data"]
+        .as_array()
+        .expect("owners")
+        .iter()
+        .filter(|o| o["active"] == false)
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    let orphan = all
+        .iter()
+        .find(|a| {
+            a["archived"] == false
+                && (a["owner_id"].is_null()
+                    || inactive.contains(&a["owner_id"].as_str().unwrap_or_default()))
+        })
+        .expect("the book has an account without an active owner");
+    let id = orphan["id"].as_str().expect("an id");
+    answer(&app, "T-ORPHAN-1", id, 2, "2025-06-01T10:00:00Z").await;
+
+    let held = app.plan(AFTER).await;
+    let held_tasks = serde_json::to_string(&held.tasks.expect("tasks").held).expect("json");
+    assert!(held_tasks.contains("fallback_owner_id"), "{held_tasks}");
+
+    let app = app.with(&[("TOUCHPOINT__TASKS__FALLBACK_OWNER_ID", "O-FALLBACK")]);
+    app.cycle(AFTER).await;
+    let task = &tasks_by_account(&app, "detractor")[id][0];
+    assert_eq!(task["owner_id"], "O-FALLBACK");
+}

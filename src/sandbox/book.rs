@@ -1,0 +1,196 @@
+//! The book the sandbox serves, seen as sorted lists.
+//!
+//! A book (generated or read from a CSV directory) hands each read endpoint a [`Sorted`] list:
+//! rows in the contract's order, addressable by position, rendered to JSON only when served.
+//! Paging resumes after the [`SortKey`] of the last row served, found by binary search, so no
+//! request re-sorts or re-scans the world. This module does not own filters, cursors or faults.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The position of a row in its list's order: a time (`updated_at` or `submitted_at`, in
+/// microseconds; 0 for lists ordered by id alone), then the id, then a second name (the
+/// feature of a usage row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SortKey {
+    pub at: i64,
+    pub id: String,
+    pub sub: String,
+}
+
+impl SortKey {
+    pub fn timed(at: DateTime<Utc>, id: impl Into<String>) -> Self {
+        Self {
+            at: at.timestamp_micros(),
+            id: id.into(),
+            sub: String::new(),
+        }
+    }
+
+    pub fn named(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn pair(id: impl Into<String>, sub: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            sub: sub.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// One list of the book in contract order.
+pub trait Sorted: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn key(&self, index: usize) -> SortKey;
+
+    /// The row at `index`, or `None` when that position holds nothing to serve (a usage pair
+    /// without use in the window, a feature not asked for).
+    fn row(&self, index: usize) -> Option<Value>;
+}
+
+/// Where a listing resumes: strictly after the last key served, and not before a time.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    pub after: Option<SortKey>,
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// The rows of `list` from `start` on, each with its key.
+pub fn rows_from<'a>(
+    list: &'a dyn Sorted,
+    start: &Start,
+) -> impl Iterator<Item = (SortKey, Value)> + 'a {
+    let after_cursor = start
+        .after
+        .as_ref()
+        .map_or(0, |after| first_index(list, |key| key <= after));
+    let after_time = start.not_before.map_or(0, |time| {
+        let floor = time.timestamp_micros();
+        first_index(list, |key| key.at < floor)
+    });
+
+    (after_cursor.max(after_time)..list.len())
+        .filter_map(move |index| list.row(index).map(|row| (list.key(index), row)))
+}
+
+/// The first index whose key is not `before`, for a predicate true on a prefix of the list.
+fn first_index(list: &dyn Sorted, before: impl Fn(&SortKey) -> bool) -> usize {
+    let (mut low, mut high) = (0, list.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(&list.key(middle)) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// Records held as values, sorted once by their key: the CSV book's lists and snapshots of
+/// the sandbox's own mutable lists.
+pub struct Records<T> {
+    rows: Vec<(SortKey, T)>,
+}
+
+impl<T: Serialize + Send + Sync> Records<T> {
+    pub fn new(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> SortKey) -> Self {
+        let mut rows: Vec<_> = rows.into_iter().map(|row| (key(&row), row)).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Self { rows }
+    }
+}
+
+impl<T: Serialize + Send + Sync> Sorted for Records<T> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn key(&self, index: usize) -> SortKey {
+        self.rows[index].0.clone()
+    }
+
+    fn row(&self, index: usize) -> Option<Value> {
+        serde_json::to_value(&self.rows[index].1).ok()
+    }
+}
+
+/// The window and features of one `GET /v1/usage` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsageQuery {
+    pub window_end: NaiveDate,
+    pub window_days: u32,
+    pub features: Option<Vec<String>>,
+}
+
+/// Counts that describe a book, for `GET /_sandbox/summary` and start-up logs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BookSummary {
+    /// `generated` or the CSV directory.
+    pub source: String,
+    /// The "today" of the book.
+    pub anchor: NaiveDate,
+    /// Named counts such as `accounts`, `accounts.archived`, `contacts.no_email`.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// A book the sandbox can serve.
+pub trait Book: Send + Sync {
+    fn accounts(&self) -> &dyn Sorted;
+    fn owners(&self) -> &dyn Sorted;
+    fn contacts(&self) -> &dyn Sorted;
+    fn activities(&self) -> &dyn Sorted;
+    fn survey_responses(&self) -> &dyn Sorted;
+
+    /// Usage per (account, feature) over a window; may read files, so call it off the async
+    /// threads.
+    fn usage(self: Arc<Self>, query: &UsageQuery) -> anyhow::Result<Arc<dyn Sorted>>;
+
+    fn has_account(&self, id: &str) -> bool;
+    fn has_owner(&self, id: &str) -> bool;
+    fn summary(&self) -> BookSummary;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> Records<u32> {
+        Records::new([5_u32, 1, 3, 3], |n| SortKey {
+            at: i64::from(*n),
+            id: format!("id-{n}"),
+            sub: String::new(),
+        })
+    }
+
+    #[test]
+    fn rows_resume_after_the_last_key_and_not_before_a_time() {
+        let list = list();
+        let all: Vec<_> = rows_from(&list, &Start::default()).map(|r| r.1).collect();
+        assert_eq!(all, vec![1, 3, 3, 5]);
+
+        let after = Start {
+            after: Some(list.key(1)),
+            ..Start::default()
+        };
+        let rest: Vec<_> = rows_from(&list, &after).map(|r| r.1).collect();
+        assert_eq!(rest, vec![5]);
+
+        let since = Start {
+            not_before: DateTime::from_timestamp_micros(3),
+            ..Start::default()
+        };
+        let recent: Vec<_> = rows_from(&list, &since).map(|r| r.1).collect();
+        assert_eq!(recent, vec![3, 3, 5]);
+    }
+}

@@ -3,7 +3,8 @@
 //! A book (generated or read from a CSV directory) hands each read endpoint a [`Sorted`] list:
 //! rows in the contract's order, addressable by position, rendered to JSON only when served.
 //! Paging resumes after the [`SortKey`] of the last row served, found by binary search, so no
-//! request re-sorts or re-scans the world. This module does not own filters, cursors or faults.
+//! request re-sorts the world; other conditions are a [`Filter`] that skips rows, cheaply when
+//! the list can judge its compact records. This module does not own cursors or faults.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +57,81 @@ pub trait Sorted: Send + Sync {
     /// The row at `index`, or `None` when that position holds nothing to serve (a usage pair
     /// without use in the window, a feature not asked for).
     fn row(&self, index: usize) -> Option<Value>;
+
+    /// Whether the row at `index` passes `filter`. Lists that can tell without rendering the
+    /// row override this; they need only check the filters their endpoint takes.
+    fn passes(&self, index: usize, filter: &Filter) -> bool {
+        filter.is_empty() || self.row(index).is_some_and(|row| filter.passes(&row))
+    }
+}
+
+/// Conditions on rows that do not follow a list's order, so rows are skipped one by one.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// `account_id` is this one.
+    pub account_id: Option<String>,
+    /// `type` is one of these.
+    pub types: Option<Vec<String>>,
+    /// `status` is one of these.
+    pub statuses: Option<Vec<String>>,
+    /// A time field lies in a half-open window.
+    pub window: Option<Window>,
+}
+
+/// `since <= field < until`, either bound optional.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub field: &'static str,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at < until)
+    }
+
+    /// The same test on Unix seconds, for compact records.
+    pub fn contains_second(&self, second: i64) -> bool {
+        DateTime::from_timestamp(second, 0).is_some_and(|at| self.contains(at))
+    }
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.account_id.is_none()
+            && self.types.is_none()
+            && self.statuses.is_none()
+            && self.window.is_none()
+    }
+
+    /// Checks a rendered row.
+    pub fn passes(&self, row: &Value) -> bool {
+        let text = |field: &str| row.get(field).and_then(Value::as_str);
+        let one_of = |wanted: &Option<Vec<String>>, field: &str| {
+            wanted
+                .as_ref()
+                .is_none_or(|wanted| text(field).is_some_and(|v| wanted.iter().any(|w| w == v)))
+        };
+        let in_window = self.window.as_ref().is_none_or(|window| {
+            text(window.field)
+                .and_then(|raw| crate::model::parse_timestamp(raw).ok())
+                .is_some_and(|at| window.contains(at))
+        });
+        self.account_id
+            .as_deref()
+            .is_none_or(|id| text("account_id") == Some(id))
+            && one_of(&self.types, "type")
+            && one_of(&self.statuses, "status")
+            && in_window
+    }
+
+    /// Whether `type` passes, for lists that hold it as a name.
+    pub fn wants_type(&self, kind: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|wanted| wanted == kind))
+    }
 }
 
 /// Where a listing resumes: strictly after the last key served, and not before a time.
@@ -65,10 +141,11 @@ pub struct Start {
     pub not_before: Option<DateTime<Utc>>,
 }
 
-/// The rows of `list` from `start` on, each with its key.
+/// The rows of `list` from `start` on that pass `filter`, each with its key.
 pub fn rows_from<'a>(
     list: &'a dyn Sorted,
     start: &Start,
+    filter: &'a Filter,
 ) -> impl Iterator<Item = (SortKey, Value)> + 'a {
     let after_cursor = start
         .after
@@ -80,6 +157,7 @@ pub fn rows_from<'a>(
     });
 
     (after_cursor.max(after_time)..list.len())
+        .filter(move |index| list.passes(*index, filter))
         .filter_map(move |index| list.row(index).map(|row| (list.key(index), row)))
 }
 
@@ -176,21 +254,24 @@ mod tests {
     #[test]
     fn rows_resume_after_the_last_key_and_not_before_a_time() {
         let list = list();
-        let all: Vec<_> = rows_from(&list, &Start::default()).map(|r| r.1).collect();
+        let none = Filter::default();
+        let all: Vec<_> = rows_from(&list, &Start::default(), &none)
+            .map(|r| r.1)
+            .collect();
         assert_eq!(all, vec![1, 3, 3, 5]);
 
         let after = Start {
             after: Some(list.key(1)),
             ..Start::default()
         };
-        let rest: Vec<_> = rows_from(&list, &after).map(|r| r.1).collect();
+        let rest: Vec<_> = rows_from(&list, &after, &none).map(|r| r.1).collect();
         assert_eq!(rest, vec![5]);
 
         let since = Start {
             not_before: DateTime::from_timestamp_micros(3),
             ..Start::default()
         };
-        let recent: Vec<_> = rows_from(&list, &since).map(|r| r.1).collect();
+        let recent: Vec<_> = rows_from(&list, &since, &none).map(|r| r.1).collect();
         assert_eq!(recent, vec![3, 3, 5]);
     }
 }

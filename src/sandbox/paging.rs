@@ -205,16 +205,14 @@ impl ListRequest {
         }
     }
 
-    /// Takes one page from `rows` (already in order and past the cursor), keeping the rows that
-    /// pass `keep`, and wraps it in the contract's envelope.
+    /// Takes one page from `rows` (in order, past the cursor and filtered) and wraps it in the
+    /// contract's envelope.
     pub fn page(
         &self,
         cursors: &Cursors,
         faults: &Faults,
-        rows: impl Iterator<Item = (SortKey, Value)>,
-        keep: impl Fn(&Value) -> bool,
+        mut rows: impl Iterator<Item = (SortKey, Value)>,
     ) -> Value {
-        let mut rows = rows.filter(|(_, row)| keep(row));
         let mut data = Vec::with_capacity(self.limit.min(64));
         let mut last = None;
         for (key, mut row) in rows.by_ref().take(self.limit) {

@@ -2,7 +2,7 @@
 //!
 //! Filters that follow the list's order (`updated_since`, and `since` on survey responses)
 //! start the listing by binary search; the others (`account_id`, `types`, `status`, the
-//! `occurred_at` window) skip rows as the page is filled.
+//! `occurred_at` window) are a [`Filter`] that skips rows as the page is filled.
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::book::{SortKey, Sorted, Start, UsageQuery, rows_from};
+use super::book::{Filter, SortKey, Sorted, Start, UsageQuery, Window, rows_from};
 use super::paging::ListRequest;
 use super::problem::Problem;
 use super::state::{App, lock};
@@ -25,108 +24,108 @@ const ACTIVITY_TYPES: [&str; 3] = ["call", "meeting", "webinar"];
 /// The widest usage window, a leap year.
 const MAX_WINDOW_DAYS: u32 = 366;
 
-fn text<'a>(row: &'a Value, field: &str) -> Option<&'a str> {
-    row.get(field).and_then(Value::as_str)
-}
-
-fn time(row: &Value, field: &str) -> Option<DateTime<Utc>> {
-    text(row, field).and_then(|raw| crate::model::parse_timestamp(raw).ok())
-}
-
-/// Serves a page of `list` where rows only need `updated_since`.
-fn incremental(app: &App, name: &'static str, list: &dyn Sorted, query: Option<&str>) -> Page {
-    let request = ListRequest::new(&app.cursors, name, query)?;
-    let since = request.params.timestamp("updated_since")?;
-    let rows = rows_from(list, &request.start(since));
-    Ok(Json(request.page(
-        &app.cursors,
-        &app.faults(),
-        rows,
-        |_| true,
-    )))
+/// Serves one page of `list` for `request`, from `start` and through `filter`.
+fn serve(
+    app: &App,
+    request: &ListRequest,
+    list: &dyn Sorted,
+    start: &Start,
+    filter: &Filter,
+) -> Page {
+    let rows = rows_from(list, start, filter);
+    Ok(Json(request.page(&app.cursors, &app.faults(), rows)))
 }
 
 pub async fn accounts(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
-    incremental(&app, "accounts", app.book.accounts(), query.as_deref())
+    let request = ListRequest::new(&app.cursors, "accounts", query.as_deref())?;
+    let start = request.start(request.params.timestamp("updated_since")?);
+    serve(
+        &app,
+        &request,
+        app.book.accounts(),
+        &start,
+        &Filter::default(),
+    )
 }
 
 pub async fn owners(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "owners", query.as_deref())?;
-    let rows = rows_from(app.book.owners(), &request.start(None));
-    Ok(Json(request.page(
-        &app.cursors,
-        &app.faults(),
-        rows,
-        |_| true,
-    )))
+    serve(
+        &app,
+        &request,
+        app.book.owners(),
+        &request.start(None),
+        &Filter::default(),
+    )
 }
 
 pub async fn contacts(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "contacts", query.as_deref())?;
-    let since = request.params.timestamp("updated_since")?;
-    let account = request.params.get("account_id");
-
-    let rows = rows_from(app.book.contacts(), &request.start(since));
-    let keep = |row: &Value| account.is_none_or(|id| text(row, "account_id") == Some(id));
-    Ok(Json(request.page(&app.cursors, &app.faults(), rows, keep)))
+    let start = request.start(request.params.timestamp("updated_since")?);
+    let filter = Filter {
+        account_id: request.params.get("account_id").map(str::to_owned),
+        ..Filter::default()
+    };
+    serve(&app, &request, app.book.contacts(), &start, &filter)
 }
 
 pub async fn activities(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "activities", query.as_deref())?;
     let params = &request.params;
-    let updated_since = params.timestamp("updated_since")?;
-    let since = params.timestamp("since")?;
-    let until = params.timestamp("until")?;
-    let types = params.list("types", &ACTIVITY_TYPES)?;
-
-    let rows = rows_from(app.book.activities(), &request.start(updated_since));
-    let keep = |row: &Value| {
-        let typed = types
-            .as_ref()
-            .is_none_or(|types| text(row, "type").is_some_and(|t| types.iter().any(|w| w == t)));
-        let occurred = time(row, "occurred_at");
-        let after = since.is_none_or(|since| occurred.is_some_and(|at| at >= since));
-        let before = until.is_none_or(|until| occurred.is_some_and(|at| at < until));
-        typed && after && before
+    let start = request.start(params.timestamp("updated_since")?);
+    let filter = Filter {
+        types: params.list("types", &ACTIVITY_TYPES)?,
+        window: window("occurred_at", &request)?,
+        ..Filter::default()
     };
-    Ok(Json(request.page(&app.cursors, &app.faults(), rows, keep)))
+    serve(&app, &request, app.book.activities(), &start, &filter)
+}
+
+/// The `since`/`until` window on `field`, if either bound is given.
+fn window(field: &'static str, request: &ListRequest) -> Result<Option<Window>, Problem> {
+    let since = request.params.timestamp("since")?;
+    let until = request.params.timestamp("until")?;
+    Ok((since.is_some() || until.is_some()).then_some(Window {
+        field,
+        since,
+        until,
+    }))
 }
 
 pub async fn tasks(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "tasks", query.as_deref())?;
-    let since = request.params.timestamp("updated_since")?;
-    let statuses = request.params.list("status", &STATUSES)?;
-
-    let snapshot = lock(&app.tasks).sorted();
-    let rows = rows_from(&snapshot, &request.start(since));
-    let keep = |row: &Value| {
-        statuses
-            .as_ref()
-            .is_none_or(|wanted| text(row, "status").is_some_and(|s| wanted.iter().any(|w| w == s)))
+    let start = request.start(request.params.timestamp("updated_since")?);
+    let filter = Filter {
+        statuses: request.params.list("status", &STATUSES)?,
+        ..Filter::default()
     };
-    Ok(Json(request.page(&app.cursors, &app.faults(), rows, keep)))
+    let snapshot = lock(&app.tasks).sorted();
+    serve(&app, &request, &snapshot, &start, &filter)
 }
 
 /// Survey responses: the book's own, merged in order with those pushed by clients (a pushed
 /// answer replaces a book answer with the same id).
 pub async fn survey_responses(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "survey_responses", query.as_deref())?;
-    let since = request.params.timestamp("since")?;
-    let until = request.params.timestamp("until")?;
-    let start = request.start(since);
+    let start = request.start(request.params.timestamp("since")?);
+    let filter = Filter {
+        window: window("submitted_at", &request)?,
+        ..Filter::default()
+    };
 
-    let (pushed, replaced) = pushed_from(&app, &start);
-    let book_rows = rows_from(app.book.survey_responses(), &start)
+    let (pushed, replaced) = pushed_from(&app, &start, &filter);
+    let book_rows = rows_from(app.book.survey_responses(), &start, &filter)
         .filter(|(key, _)| !replaced.contains(&key.id));
     let rows = merge(book_rows, pushed.into_iter());
-    let keep = |row: &Value| {
-        until.is_none_or(|until| time(row, "submitted_at").is_some_and(|at| at < until))
-    };
-    Ok(Json(request.page(&app.cursors, &app.faults(), rows, keep)))
+    Ok(Json(request.page(&app.cursors, &app.faults(), rows)))
 }
 
-/// The pushed answers from `start` on, and the ids of every pushed answer.
-fn pushed_from(app: &App, start: &Start) -> (Vec<(SortKey, Value)>, HashSet<String>) {
+/// The pushed answers from `start` on that pass `filter`, and the ids of every pushed answer.
+fn pushed_from(
+    app: &App,
+    start: &Start,
+    filter: &Filter,
+) -> (Vec<(SortKey, Value)>, HashSet<String>) {
     let pushed = lock(&app.responses);
     let lower = match &start.after {
         Some(after) => Bound::Excluded(after.clone()),
@@ -136,7 +135,7 @@ fn pushed_from(app: &App, start: &Start) -> (Vec<(SortKey, Value)>, HashSet<Stri
     let rows = pushed
         .by_key
         .range((lower, Bound::Unbounded))
-        .filter(|(key, _)| floor.is_none_or(|floor| key.at >= floor))
+        .filter(|(key, row)| floor.is_none_or(|floor| key.at >= floor) && filter.passes(row))
         .map(|(key, row)| (key.clone(), row.clone()))
         .collect();
     (rows, pushed.key_of.keys().cloned().collect())
@@ -163,8 +162,9 @@ pub async fn usage(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Pa
     let worker = Arc::clone(&app);
     let page = tokio::task::spawn_blocking(move || {
         let list = Arc::clone(&worker.book).usage(&window)?;
-        let rows = rows_from(list.as_ref(), &request.start(None));
-        anyhow::Ok(request.page(&worker.cursors, &worker.faults(), rows, |_| true))
+        let everything = Filter::default();
+        let rows = rows_from(list.as_ref(), &request.start(None), &everything);
+        anyhow::Ok(request.page(&worker.cursors, &worker.faults(), rows))
     })
     .await;
 

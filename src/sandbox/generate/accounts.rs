@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::people::{self, draw_zone, zone};
 use super::time::{Clock, day_start, iso};
 use crate::model::Persona;
-use crate::sandbox::book::{SortKey, Sorted};
+use crate::sandbox::book::{Filter, SortKey, Sorted};
 use crate::sandbox::hash::Draws;
 
 /// How an account uses the product; drives its activities, usage and answers.
@@ -90,6 +90,14 @@ fn index_of(id: &str, prefix: &str, digits: usize, count: usize) -> Option<u32> 
 
 pub fn account_index(id: &str, accounts: usize) -> Option<u32> {
     index_of(id, "A-", 6, accounts)
+}
+
+/// Whether a filter on `account_id` lets the account with this index through.
+pub fn wants_account(filter: &Filter, index: u32) -> bool {
+    filter
+        .account_id
+        .as_deref()
+        .is_none_or(|id| index_of(id, "A-", 6, usize::MAX) == Some(index))
 }
 
 pub fn owner_index(id: &str, owners: u32) -> Option<u32> {
@@ -448,5 +456,9 @@ impl Sorted for ContactList {
             "archived": contact.archived,
             "updated_at": iso(contact.updated),
         }))
+    }
+
+    fn passes(&self, index: usize, filter: &Filter) -> bool {
+        wants_account(filter, self.recs[index].account)
     }
 }

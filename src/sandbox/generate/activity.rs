@@ -14,11 +14,11 @@
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde_json::{Value, json};
 
-use super::accounts::{AccountRec, ContactRec, account_id, contact_id};
+use super::accounts::{AccountRec, ContactRec, account_id, contact_id, wants_account};
 use super::people::zone;
 use super::time::{Clock, business_time, day_of, day_start, iso, office_hours};
 use crate::model::{ActivityType, Outcome, Persona, SurveyKind};
-use crate::sandbox::book::{SortKey, Sorted};
+use crate::sandbox::book::{Filter, SortKey, Sorted};
 use crate::sandbox::hash::Draws;
 
 /// How far back activities and answers go.
@@ -299,6 +299,14 @@ impl Sorted for ActivityList {
             "updated_at": iso(activity.updated),
         }))
     }
+
+    fn passes(&self, index: usize, filter: &Filter) -> bool {
+        let activity = &self.recs[index];
+        let window = filter.window.as_ref();
+        wants_account(filter, activity.account)
+            && filter.wants_type(activity.kind.as_str())
+            && window.is_none_or(|window| window.contains_second(activity.occurred))
+    }
 }
 
 /// Draws the survey answers of one account: goal answers on its six-month waves and in-app
@@ -448,5 +456,12 @@ impl Sorted for ResponseList {
             "goal_achieved": response.goal,
             "comment": comment,
         }))
+    }
+
+    fn passes(&self, index: usize, filter: &Filter) -> bool {
+        let response = &self.recs[index];
+        let window = filter.window.as_ref();
+        wants_account(filter, response.account)
+            && window.is_none_or(|window| window.contains_second(response.submitted))
     }
 }

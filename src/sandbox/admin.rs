@@ -1,14 +1,5 @@
-//! The sandbox-only endpoints under `/_sandbox/`, for tests and demos. They need no token and
-//! are never subject to faults.
-//!
-//! - `GET /_sandbox/writes`: every write received on `/v1/`, in order, with its answer's status.
-//! - `GET /_sandbox/faults` and `PUT /_sandbox/faults`: read or replace the faults (a
-//!   [`Faults`] object; absent fields are off). Setting them restarts the request numbering.
-//! - `POST /_sandbox/tasks/{key}/status` with `{"status": "completed" | "canceled" | "open"}`:
-//!   a CSM changing a task in the CRM; moves its `updated_at` forward.
-//! - `GET /_sandbox/stats`: requests per endpoint, 429s and 5xx served, CSV rows skipped.
-//! - `GET /_sandbox/health`: the latest health item per account.
-//! - `GET /_sandbox/summary`: counts that describe the book.
+//! The handlers of the sandbox-only endpoints under `/_sandbox/` (listed in the documentation
+//! of [`crate::sandbox`]), for tests and demos to look inside and steer the sandbox.
 
 use std::sync::Arc;
 

@@ -2,14 +2,41 @@
 //! generated book or a CSV book, with switchable faults. It powers the demo, the tests and the
 //! benchmarks; it is not a CRM and keeps everything in memory.
 //!
-//! Reads (`/v1/accounts`, `owners`, `contacts`, `activities`, `usage`, `survey-responses`,
-//! `tasks`) and writes (`PUT /v1/health`, `/v1/tasks/{key}`, `/v1/survey-responses/{id}`)
-//! follow the contract exactly: bearer token, cursor paging, problem+json errors. The `paging`
-//! module says how cursors work, [`Faults`] which request gets which fault, and the `admin`
-//! module lists the `/_sandbox/` endpoints that tests and demos use to look inside.
-//!
 //! Start one with [`spawn`] (tests: port 0, a [`SandboxHandle`] to steer it) or [`serve`]
-//! (the `sandbox` command: a listener and a shutdown future).
+//! (the `sandbox` command: a listener and a shutdown future; [`SandboxArgs`] are its flags).
+//!
+//! # The contract
+//!
+//! Reads (`GET /v1/accounts`, `owners`, `contacts`, `activities`, `usage`, `survey-responses`,
+//! `tasks`) and writes (`PUT /v1/health`, `/v1/tasks/{key}`, `/v1/survey-responses/{id}`)
+//! follow the contract: `Authorization: Bearer <token>`, `limit` 1-1000 (default 100), opaque
+//! cursors, problem+json errors with a `code`. A cursor carries the filters of the first
+//! request, so later pages may send the cursor alone (and filters sent beside a cursor are
+//! ignored); a cursor the sandbox did not issue for that list is a 422. Lists resume strictly
+//! after the last row served, so rows written meanwhile are not served twice.
+//!
+//! # Sandbox-only endpoints
+//!
+//! Under `/_sandbox/`, without a token and never subject to faults:
+//!
+//! - `GET /_sandbox/writes`: every non-GET request received on `/v1/`, in order: `method`,
+//!   `path`, `body` (JSON; text when it was not JSON) and the `status` answered.
+//! - `GET /_sandbox/faults`, `PUT /_sandbox/faults`: read or replace the [`Faults`] (a JSON
+//!   object; absent fields are off, unknown fields a 422). Setting them restarts the request
+//!   numbering the faults count with.
+//! - `POST /_sandbox/tasks/{key}/status` with `{"status": "completed" | "canceled" | "open"}`:
+//!   a CSM changing a task in the CRM; its `updated_at` moves forward.
+//! - `GET /_sandbox/stats`: requests per endpoint, 429 and 5xx answers served, CSV rows skipped
+//!   at load time ([`SandboxStats`]).
+//! - `GET /_sandbox/health`: the latest health item per account.
+//! - `GET /_sandbox/summary`: counts that describe the book ([`BookSummary`]).
+//!
+//! # Limits
+//!
+//! A generated book holds at most 999,999 accounts (ids have six digits). Writes, tasks and
+//! pushed survey answers live in memory and are gone when the sandbox stops. A task's owner must
+//! be an owner of the book. A CSV book is read once at start-up, except `usage.csv`, which is
+//! streamed again for each new usage window (the last eight windows are kept).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -76,7 +103,8 @@ impl Default for SandboxOptions {
     }
 }
 
-/// A running sandbox, for tests and the demo.
+/// A running sandbox, for tests and the demo. Dropping the handle stops the server as well,
+/// without waiting for it; [`SandboxHandle::shutdown`] waits.
 pub struct SandboxHandle {
     app: Arc<App>,
     base_url: String,

@@ -25,7 +25,7 @@ const ACTIVITY_TYPES: [&str; 3] = ["call", "meeting", "webinar"];
 const MAX_WINDOW_DAYS: u32 = 366;
 
 /// Serves one page of `list` for `request`, from `start` and through `filter`.
-fn serve(
+fn respond(
     app: &App,
     request: &ListRequest,
     list: &dyn Sorted,
@@ -39,24 +39,14 @@ fn serve(
 pub async fn accounts(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "accounts", query.as_deref())?;
     let start = request.start(request.params.timestamp("updated_since")?);
-    serve(
-        &app,
-        &request,
-        app.book.accounts(),
-        &start,
-        &Filter::default(),
-    )
+    let list = app.book.accounts();
+    respond(&app, &request, list, &start, &Filter::default())
 }
 
 pub async fn owners(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
     let request = ListRequest::new(&app.cursors, "owners", query.as_deref())?;
-    serve(
-        &app,
-        &request,
-        app.book.owners(),
-        &request.start(None),
-        &Filter::default(),
-    )
+    let (list, start) = (app.book.owners(), request.start(None));
+    respond(&app, &request, list, &start, &Filter::default())
 }
 
 pub async fn contacts(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
@@ -66,7 +56,7 @@ pub async fn contacts(State(app): State<Arc<App>>, RawQuery(query): RawQuery) ->
         account_id: request.params.get("account_id").map(str::to_owned),
         ..Filter::default()
     };
-    serve(&app, &request, app.book.contacts(), &start, &filter)
+    respond(&app, &request, app.book.contacts(), &start, &filter)
 }
 
 pub async fn activities(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Page {
@@ -78,7 +68,7 @@ pub async fn activities(State(app): State<Arc<App>>, RawQuery(query): RawQuery) 
         window: window("occurred_at", &request)?,
         ..Filter::default()
     };
-    serve(&app, &request, app.book.activities(), &start, &filter)
+    respond(&app, &request, app.book.activities(), &start, &filter)
 }
 
 /// The `since`/`until` window on `field`, if either bound is given.
@@ -100,7 +90,7 @@ pub async fn tasks(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Pa
         ..Filter::default()
     };
     let snapshot = lock(&app.tasks).sorted();
-    serve(&app, &request, &snapshot, &start, &filter)
+    respond(&app, &request, &snapshot, &start, &filter)
 }
 
 /// Survey responses: the book's own, merged in order with those pushed by clients (a pushed

@@ -13,6 +13,7 @@ use super::faults::Faults;
 use super::problem::Problem;
 use super::state::{App, RecordedWrite, SandboxStats, lock};
 use super::tasks::{self, STATUSES, Task};
+use super::writes::json_body;
 
 pub async fn writes(State(app): State<Arc<App>>) -> Json<Vec<RecordedWrite>> {
     Json(lock(&app.writes).clone())
@@ -39,8 +40,7 @@ pub async fn set_task_status(
     Path(key): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Task>, Problem> {
-    let body: Value = serde_json::from_slice(&bytes)
-        .map_err(|error| Problem::validation(format!("body is not JSON: {error}")))?;
+    let body = json_body(&bytes)?;
     let status = body
         .get("status")
         .and_then(Value::as_str)

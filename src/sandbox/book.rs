@@ -32,6 +32,15 @@ impl SortKey {
         }
     }
 
+    /// A key at a Unix second, for compact records.
+    pub fn at_second(second: i64, id: impl Into<String>) -> Self {
+        Self {
+            at: second.saturating_mul(1_000_000),
+            id: id.into(),
+            sub: String::new(),
+        }
+    }
+
     pub fn named(id: impl Into<String>) -> Self {
         Self {
             id: id.into(),

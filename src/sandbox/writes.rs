@@ -25,7 +25,7 @@ const MAX_HEALTH_ITEMS: usize = 100;
 const BANDS: [&str; 4] = ["green", "yellow", "red", "na"];
 const MEASURES: [&str; 4] = ["deployment", "engagement", "adoption", "roi"];
 
-fn json_body(bytes: &Bytes) -> Result<Value, Problem> {
+pub fn json_body(bytes: &Bytes) -> Result<Value, Problem> {
     serde_json::from_slice(bytes)
         .map_err(|error| Problem::validation(format!("body is not JSON: {error}")))
 }

@@ -250,11 +250,7 @@ impl Sorted for AccountList {
 
     fn key(&self, index: usize) -> SortKey {
         let account = &self.recs[self.by_update[index] as usize];
-        SortKey {
-            at: account.updated * 1_000_000,
-            id: account_id(account.index),
-            sub: String::new(),
-        }
+        SortKey::at_second(account.updated, account_id(account.index))
     }
 
     fn row(&self, index: usize) -> Option<Value> {
@@ -435,11 +431,7 @@ impl Sorted for ContactList {
 
     fn key(&self, index: usize) -> SortKey {
         let contact = &self.recs[index];
-        SortKey {
-            at: contact.updated * 1_000_000,
-            id: contact_id(contact.account, contact.n),
-            sub: String::new(),
-        }
+        SortKey::at_second(contact.updated, contact_id(contact.account, contact.n))
     }
 
     fn row(&self, index: usize) -> Option<Value> {

@@ -272,11 +272,10 @@ impl Sorted for ActivityList {
 
     fn key(&self, index: usize) -> SortKey {
         let activity = &self.recs[index];
-        SortKey {
-            at: activity.updated * 1_000_000,
-            id: activity_id(activity.account, activity.seq),
-            sub: String::new(),
-        }
+        SortKey::at_second(
+            activity.updated,
+            activity_id(activity.account, activity.seq),
+        )
     }
 
     fn row(&self, index: usize) -> Option<Value> {
@@ -432,11 +431,10 @@ impl Sorted for ResponseList {
 
     fn key(&self, index: usize) -> SortKey {
         let response = &self.recs[index];
-        SortKey {
-            at: response.submitted * 1_000_000,
-            id: response_id(response.account, response.seq),
-            sub: String::new(),
-        }
+        SortKey::at_second(
+            response.submitted,
+            response_id(response.account, response.seq),
+        )
     }
 
     fn row(&self, index: usize) -> Option<Value> {

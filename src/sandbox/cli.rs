@@ -1,0 +1,92 @@
+//! The command-line flags of the `sandbox` command, ready to flatten into the binary's CLI.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{NaiveDate, Utc};
+use tokio::net::TcpListener;
+
+use super::{Faults, SandboxOptions};
+
+/// Serve the sandbox CRM: a generated book (or a CSV book) over touchpoint's REST contract.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Accounts in the generated book.
+    #[arg(long, default_value_t = 1000)]
+    pub accounts: usize,
+    /// Seed of the generated book; the same seed, size and anchor give the same book.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The "today" of the book (YYYY-MM-DD); the current UTC date when absent.
+    #[arg(long)]
+    pub anchor: Option<NaiveDate>,
+    /// Serve this CSV book instead of a generated one.
+    #[arg(long, value_name = "DIR")]
+    pub from_csv: Option<PathBuf>,
+    /// The bearer token clients must send.
+    #[arg(
+        long,
+        env = "TOUCHPOINT_SANDBOX_TOKEN",
+        default_value = "sandbox-token",
+        hide_env_values = true
+    )]
+    pub token: String,
+    /// Share of /v1/ requests answered with a 5xx (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_share: f64,
+    /// Answer every Nth /v1/ request with a 429.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_every: Option<u32>,
+    /// Retry-After of those 429s, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u32,
+    /// Delay added to every /v1/ answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Share of list rows served malformed (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_share: f64,
+    /// Page number whose next_cursor repeats the cursor it was called with.
+    #[arg(long, value_name = "K")]
+    pub repeat_cursor_on_page: Option<u32>,
+    /// Accept /v1/ requests and never answer them.
+    #[arg(long)]
+    pub hang: bool,
+}
+
+impl SandboxArgs {
+    pub fn options(&self) -> SandboxOptions {
+        SandboxOptions {
+            accounts: self.accounts,
+            seed: self.seed,
+            anchor: self.anchor.unwrap_or_else(|| Utc::now().date_naive()),
+            from_csv: self.from_csv.clone(),
+            token: self.token.clone(),
+            faults: Faults {
+                error_share: self.error_share,
+                rate_limit_every: self.rate_limit_every,
+                retry_after_secs: self.retry_after_secs,
+                delay_ms: self.delay_ms,
+                malformed_share: self.malformed_share,
+                repeat_cursor_on_page: self.repeat_cursor_on_page,
+                hang: self.hang,
+            },
+        }
+    }
+
+    /// Binds the address and serves until `shutdown` resolves.
+    pub async fn run(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", self.listen))?;
+        super::serve(self.options(), listener, shutdown).await
+    }
+}

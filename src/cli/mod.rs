@@ -10,14 +10,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::cycle::{Cycle, CycleReport, Mode};
 use crate::demo;
-use crate::sandbox::{self, Faults, SandboxOptions};
+use crate::sandbox::SandboxArgs;
 use crate::settings::{Settings, SourceKind};
 use crate::source::{CsvSource, RestClient};
 use crate::store::{RunStatus, Store};
@@ -72,45 +71,6 @@ pub struct RunArgs {
     pub as_of: Option<NaiveDate>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-}
-
-#[derive(Debug, Args)]
-pub struct SandboxArgs {
-    /// Accounts in the generated book.
-    #[arg(long, default_value_t = 1000)]
-    pub accounts: usize,
-    /// Seed of the generated book: the same seed gives the same book.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 8700)]
-    pub port: u16,
-    /// Serve this CSV book instead of generated data.
-    #[arg(long, value_name = "DIR")]
-    pub from_csv: Option<PathBuf>,
-    /// The "today" of the generated book (default: the current UTC date).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub anchor: Option<NaiveDate>,
-    /// The bearer token clients must send.
-    #[arg(long, default_value = "sandbox-token")]
-    pub token: String,
-    /// Share of requests answered with a 5xx (0-1).
-    #[arg(long, default_value_t = 0.0)]
-    pub error_share: f64,
-    /// Answer every Nth request with 429 and Retry-After.
-    #[arg(long)]
-    pub rate_limit_every: Option<u32>,
-    /// The Retry-After of those 429s, in seconds.
-    #[arg(long, default_value_t = 1)]
-    pub retry_after_secs: u32,
-    /// Delay added to every response, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub delay_ms: u64,
-    /// Share of malformed rows in list pages (0-1).
-    #[arg(long, default_value_t = 0.0)]
-    pub malformed_share: f64,
-    /// On this page of each list, hand back the cursor the client sent.
-    #[arg(long)]
-    pub repeat_cursor_on_page: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -309,33 +269,9 @@ async fn release_breaker(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     telemetry::init_default();
-    let options = SandboxOptions {
-        accounts: args.accounts,
-        seed: args.seed,
-        anchor: args.anchor.unwrap_or_else(|| Utc::now().date_naive()),
-        from_csv: args.from_csv,
-        token: args.token,
-        faults: Faults {
-            error_share: args.error_share,
-            rate_limit_every: args.rate_limit_every,
-            retry_after_secs: args.retry_after_secs,
-            delay_ms: args.delay_ms,
-            malformed_share: args.malformed_share,
-            repeat_cursor_on_page: args.repeat_cursor_on_page,
-            hang: false,
-        },
-    };
-    let address = ("127.0.0.1", args.port);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("failed to listen on 127.0.0.1:{}", args.port))?;
-    tracing::info!(
-        "sandbox CRM listening on http://127.0.0.1:{} (stop with Ctrl-C)",
-        args.port
-    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    sandbox::serve(options, listener, shutdown).await?;
+    args.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

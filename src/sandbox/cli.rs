@@ -1,7 +1,7 @@
 //! The command-line flags of the `sandbox` command, ready to flatten into the binary's CLI.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -13,9 +13,12 @@ use super::{Faults, SandboxOptions};
 /// Serve the sandbox CRM: a generated book (or a CSV book) over touchpoint's REST contract.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SandboxArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8787")]
-    pub listen: SocketAddr,
+    /// The port to listen on, on loopback (the default configuration's `source.base_url`).
+    #[arg(long, default_value_t = 8700)]
+    pub port: u16,
+    /// The address to listen on; loopback unless you mean to share the sandbox.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
     /// Accounts in the generated book.
     #[arg(long, default_value_t = 1000)]
     pub accounts: usize,
@@ -84,9 +87,11 @@ impl SandboxArgs {
         &self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.listen)
+        let address = SocketAddr::new(self.host, self.port);
+        let listener = TcpListener::bind(address)
             .await
-            .with_context(|| format!("failed to listen on {}", self.listen))?;
+            .with_context(|| format!("failed to listen on {address}"))?;
+        tracing::info!("sandbox CRM listening on http://{address} (stop with Ctrl-C)");
         super::serve(self.options(), listener, shutdown).await
     }
 }

@@ -193,17 +193,6 @@ fn not_due(trigger: &Trigger, history: &History, context: &Context<'_>) -> Optio
             "task {key} is already open for this account and reason"
         ));
     }
-    let cooldown = TimeDelta::days(i64::from(context.settings.cooldown_days));
-    if let Some(closed) = history
-        .last_closed_at
-        .filter(|at| context.now < *at + cooldown)
-    {
-        return Some(format!(
-            "the last such task was closed on {}; the cool-down lasts until {}",
-            closed.date_naive(),
-            (closed + cooldown).date_naive()
-        ));
-    }
     let once_per = TimeDelta::days(i64::from(context.settings.review_once_per_days));
     let recent_review = history
         .last_opened_at
@@ -213,6 +202,17 @@ fn not_due(trigger: &Trigger, history: &History, context: &Context<'_>) -> Optio
             "a review was already requested on {} (at most one per {} days)",
             opened.date_naive(),
             context.settings.review_once_per_days
+        ));
+    }
+    let cooldown = TimeDelta::days(i64::from(context.settings.cooldown_days));
+    if let Some(closed) = history
+        .last_closed_at
+        .filter(|at| context.now < *at + cooldown)
+    {
+        return Some(format!(
+            "the last such task was closed on {}; the cool-down lasts until {}",
+            closed.date_naive(),
+            (closed + cooldown).date_naive()
         ));
     }
     None

@@ -146,6 +146,8 @@ pub struct CycleReport {
     pub bands: ColourCounts,
     pub measures: HashMap<String, ColourCounts>,
     pub accounts: Vec<ScoredAccount>,
+    /// Signs that the data or the configuration, not the customers, explain the colours.
+    pub warnings: Vec<String>,
     /// Accounts whose write-back is due (changed since the CRM last accepted them).
     pub writes_due: usize,
     pub writeback: Option<WritebackReport>,
@@ -196,6 +198,10 @@ impl<S: Source> Cycle<'_, S> {
 
         report.accounts = score_book(&book, self.settings, now, &previous);
         tally(&mut report);
+        report.warnings = data_warnings(&report, &book, self.settings);
+        for warning in &report.warnings {
+            tracing::warn!("{warning}");
+        }
         if mode == Mode::Act {
             self.save(&report, &book).await?;
         }
@@ -303,6 +309,7 @@ impl<S: Source> Cycle<'_, S> {
             bands: ColourCounts::default(),
             measures: HashMap::new(),
             accounts: Vec::new(),
+            warnings: Vec::new(),
             writes_due: 0,
             writeback: None,
             writeback_note: None,
@@ -511,6 +518,54 @@ fn tally(report: &mut CycleReport) {
                 .add(colour);
         }
     }
+}
+
+/// A measure red for at least this share of the book is more likely a data problem than news.
+const SUSPICIOUS_RED_SHARE: f64 = 0.9;
+/// Below this many scored accounts, shares say too little to warn about.
+const WARN_MIN_ACCOUNTS: usize = 20;
+
+/// Looks for colours that the data or the configuration explain better than the customers do:
+/// a key feature no account ever used (a misspelt name, a usage feed that lost a feature),
+/// or a measure red nearly everywhere.
+fn data_warnings(report: &CycleReport, book: &Book, settings: &Settings) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if report.scored == 0 {
+        return warnings;
+    }
+    for feature in &settings.scoring.adoption().key_features {
+        let used = book
+            .facts
+            .values()
+            .any(|facts| facts.feature_days.contains_key(feature));
+        if !used {
+            warnings.push(format!(
+                "no usage rows for key feature `{feature}` in the adoption window: check \
+                 scoring.adoption.key_features against the feature names the usage source sends"
+            ));
+        }
+    }
+    if report.scored < WARN_MIN_ACCOUNTS {
+        return warnings;
+    }
+    for measure in Measure::ALL {
+        let red = report
+            .measures
+            .get(measure.as_str())
+            .map_or(0, |counts| counts.red);
+        let share = red as f64 / report.scored as f64;
+        if share >= SUSPICIOUS_RED_SHARE {
+            warnings.push(format!(
+                "{} is red for {red} of {} scored accounts ({:.0}%): a measure red almost \
+                 everywhere usually points to the data or the [scoring] configuration rather \
+                 than to the customers; check them before acting on it",
+                measure.as_str(),
+                report.scored,
+                share * 100.0
+            ));
+        }
+    }
+    warnings
 }
 
 /// A sortable, unique run id: the start time and a random suffix.

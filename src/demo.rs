@@ -78,10 +78,13 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
         "\nThe sandbox CRM now holds {} health scores written back by touchpoint.",
         crm.health().len()
     );
-    println!(
-        "Try: touchpoint --config <file with store.path = \"{}\"> explain <account id>",
-        store_path.display()
-    );
+    if let Some(example) = report.accounts.iter().find(|a| a.turned_red) {
+        println!(
+            "Explain a score: TOUCHPOINT__STORE__PATH={} touchpoint explain {}",
+            store_path.display(),
+            example.account_id
+        );
+    }
 
     crm.shutdown().await;
     Ok(ExitCode::SUCCESS)

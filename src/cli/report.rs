@@ -29,6 +29,7 @@ pub fn render(report: &CycleReport, detail: Detail) -> String {
     }
     book(&mut out, report);
     health(&mut out, report);
+    warnings(&mut out, report);
     changes(&mut out, report, detail);
     problems(&mut out, report);
     writeback(&mut out, report);
@@ -86,6 +87,16 @@ fn health(out: &mut String, report: &CycleReport) {
             "  {measure:<12} {:>7} {:>7} {:>7} {:>7}",
             counts.green, counts.yellow, counts.red, counts.na
         );
+    }
+}
+
+fn warnings(out: &mut String, report: &CycleReport) {
+    if report.warnings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nCheck the data first:");
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  ! {warning}");
     }
 }
 

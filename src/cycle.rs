@@ -83,8 +83,6 @@ pub struct ScoredAccount {
     /// One line per measure: its colour and reason.
     pub reasons: Vec<String>,
     #[serde(skip)]
-    receipt: String,
-    #[serde(skip)]
     written: Option<String>,
 }
 
@@ -196,14 +194,16 @@ impl<S: Source> Cycle<'_, S> {
             return Ok(report);
         }
 
-        report.accounts = score_book(&book, self.settings, now, &previous);
+        report.accounts = self
+            .score_and_save(&book, now, &previous, run_id.as_deref())
+            .await?;
         tally(&mut report);
         report.warnings = data_warnings(&report, &book, self.settings);
         for warning in &report.warnings {
             tracing::warn!("{warning}");
         }
-        if mode == Mode::Act {
-            self.save(&report, &book).await?;
+        if let (Some(store), Some(run_id)) = (self.store, run_id.as_deref()) {
+            store.save_rejections(run_id, &book.rejected).await?;
         }
         self.write_back(&mut report, mode, now).await?;
         report.tasks = Some(self.tasks(&report, &book, now).await?);
@@ -318,27 +318,54 @@ impl<S: Source> Cycle<'_, S> {
         }
     }
 
-    async fn save(&self, report: &CycleReport, book: &Book) -> anyhow::Result<()> {
-        let (Some(store), Some(run_id)) = (self.store, report.run_id.as_deref()) else {
-            return Ok(());
-        };
-        let rows: Vec<ScoreRow> = report
+    /// Scores every live account that is not held back, in account-id order, saving each
+    /// chunk's scores and receipts as it goes (when acting) so that receipts, the bulkiest part
+    /// of a score, are never all in memory at once.
+    async fn score_and_save(
+        &self,
+        book: &Book,
+        now: DateTime<Utc>,
+        previous: &HashMap<String, Latest>,
+        run_id: Option<&str>,
+    ) -> anyhow::Result<Vec<ScoredAccount>> {
+        let live: Vec<&Account> = book
             .accounts
-            .iter()
-            .map(|a| ScoreRow {
-                account_id: a.account_id.clone(),
-                scored: a.current.clone(),
-                trend: a.trend.as_str().to_owned(),
-                receipt: a.receipt.clone(),
-                red_since: a.red_since,
-                changed: a.changed(),
-            })
+            .values()
+            .filter(|account| !account.archived && !book.held.contains_key(&account.id))
             .collect();
-        store
-            .save_scores(run_id, report.as_of, &report.config_version, &rows)
-            .await
-            .context("failed to save the scores")?;
-        store.save_rejections(run_id, &book.rejected).await
+        let scoring = &self.settings.scoring;
+        let mut scored = Vec::with_capacity(live.len());
+
+        for chunk in live.chunks(SCORE_CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for account in chunk {
+                let Some(facts) = book.facts.get(&account.id) else {
+                    continue;
+                };
+                let card = scoring::score(facts, scoring, now);
+                let latest = previous.get(account.id.as_str());
+                let compared = compare(account, &card, latest, now);
+                if run_id.is_some() {
+                    rows.push(ScoreRow {
+                        account_id: compared.account_id.clone(),
+                        scored: compared.current.clone(),
+                        trend: compared.trend.as_str().to_owned(),
+                        receipt: serde_json::to_string(&card.receipt)
+                            .context("failed to serialise a receipt")?,
+                        red_since: compared.red_since,
+                        changed: compared.changed(),
+                    });
+                }
+                scored.push(compared);
+            }
+            if let (Some(store), Some(run_id)) = (self.store, run_id) {
+                store
+                    .save_scores(run_id, now, &scoring.version(), &rows)
+                    .await
+                    .context("failed to save the scores")?;
+            }
+        }
+        Ok(scored)
     }
 
     async fn write_back(
@@ -434,29 +461,6 @@ impl<S: Source> Cycle<'_, S> {
     }
 }
 
-/// Scores every live account that is not held back, in account-id order.
-fn score_book(
-    book: &Book,
-    settings: &Settings,
-    now: DateTime<Utc>,
-    previous: &HashMap<String, Latest>,
-) -> Vec<ScoredAccount> {
-    book.accounts
-        .values()
-        .filter(|account| !account.archived && !book.held.contains_key(&account.id))
-        .filter_map(|account| {
-            let facts = book.facts.get(&account.id)?;
-            let card = scoring::score(facts, &settings.scoring, now);
-            Some(compare(
-                account,
-                &card,
-                previous.get(account.id.as_str()),
-                now,
-            ))
-        })
-        .collect()
-}
-
 fn compare(
     account: &Account,
     card: &Scorecard,
@@ -493,7 +497,6 @@ fn compare(
                 )
             })
             .collect(),
-        receipt: serde_json::to_string(&card.receipt).unwrap_or_default(),
         written: previous.and_then(|p| p.written.clone()),
     }
 }
@@ -519,6 +522,9 @@ fn tally(report: &mut CycleReport) {
         }
     }
 }
+
+/// Accounts scored (and saved) per chunk.
+const SCORE_CHUNK: usize = 2000;
 
 /// A measure red for at least this share of the book is more likely a data problem than news.
 const SUSPICIOUS_RED_SHARE: f64 = 0.9;

@@ -229,3 +229,114 @@ fn schemas_reject_what_the_contract_forbids() {
         assert!(!accepted, "{name} accepted {value}");
     }
 }
+
+/// A real sandbox, asked for every list and write of the contract: each answer must satisfy
+/// the schema `docs/openapi.yaml` gives for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_responses_match_the_openapi_schemas() {
+    use touchpoint::sandbox::{self, SandboxOptions};
+
+    let doc = openapi();
+    let crm = sandbox::spawn(SandboxOptions {
+        accounts: 200,
+        anchor: chrono::NaiveDate::from_ymd_opt(2025, 6, 2).expect("a date"),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("the sandbox starts");
+    let http = reqwest::Client::new();
+    let base = crm.base_url();
+    let get = |path: String| {
+        let request = http
+            .get(format!("{base}/{path}"))
+            .bearer_auth("sandbox-token");
+        async move {
+            let response = request.send().await.expect("the sandbox answers");
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.expect("JSON"),
+            )
+        }
+    };
+    let check = |schema: &str, value: &Value| {
+        let errors = schema_errors(&doc, &format!("#/components/schemas/{schema}"), value);
+        assert!(errors.is_empty(), "{schema}: {errors:?}");
+    };
+
+    let lists = [
+        ("AccountPage", "v1/accounts?limit=1000"),
+        ("OwnerPage", "v1/owners"),
+        ("ContactPage", "v1/contacts?limit=1000"),
+        (
+            "ActivityPage",
+            "v1/activities?since=2025-01-01T00:00:00Z&until=2025-06-02T00:00:00Z&limit=1000",
+        ),
+        (
+            "UsagePage",
+            "v1/usage?window_end=2025-06-02&window_days=30&limit=1000",
+        ),
+        (
+            "SurveyResponsePage",
+            "v1/survey-responses?since=2024-01-01T00:00:00Z&limit=1000",
+        ),
+    ];
+    for (schema, path) in lists {
+        let (status, page) = get(path.to_owned()).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !page["data"].as_array().expect("data").is_empty(),
+            "{path} has rows"
+        );
+        check(schema, &page);
+    }
+
+    let (_, accounts) = get("v1/accounts?limit=1".to_owned()).await;
+    let account = accounts["data"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let (_, owners) = get("v1/owners".to_owned()).await;
+    let owner = owners["data"][0]["id"].as_str().expect("an id").to_owned();
+    let health = json!({"items": [{
+        "account_id": account, "score": 50, "band": "yellow",
+        "measures": {"deployment": "green", "engagement": "yellow", "adoption": "red", "roi": "na"},
+        "computed_at": "2025-06-02T00:00:00Z", "model_version": "dear-1"
+    }]});
+    let put = |path: String, body: Value| {
+        let request = http
+            .put(format!("{base}/{path}"))
+            .bearer_auth("sandbox-token")
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("the sandbox answers");
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.expect("JSON"),
+            )
+        }
+    };
+    let (status, results) = put("v1/health".to_owned(), health).await;
+    assert_eq!(status, 200);
+    check("HealthResults", &results);
+
+    let task = json!({
+        "account_id": account, "kind": "risk", "owner_id": owner, "subject": "Check in",
+        "body": "Why: a test", "due_date": "2025-06-04", "priority": "high"
+    });
+    let (status, created) = put("v1/tasks/openapi-check-1".to_owned(), task).await;
+    assert_eq!(status, 201);
+    check("Task", &created);
+    let (_, tasks) = get("v1/tasks".to_owned()).await;
+    check("TaskPage", &tasks);
+
+    let (status, problem) = get("v1/accounts?limit=5000".to_owned()).await;
+    assert_eq!(status, 422);
+    check("Problem", &problem);
+    let unauthorized = http
+        .get(format!("{base}/v1/accounts"))
+        .send()
+        .await
+        .expect("the sandbox answers");
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    check("Problem", &unauthorized.json().await.expect("JSON"));
+}

@@ -235,3 +235,18 @@ async fn a_cycle_stores_receipts_that_explain_each_colour() {
     );
     assert_eq!(explained.scored.score, Some(67));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_feature_nobody_uses_is_flagged_as_a_data_problem() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let app = App::from_csv(book.path()).await.with(&[(
+        "TOUCHPOINT__SCORING__ADOPTION__KEY_FEATURES",
+        "dashboards,alerts,integrations,reports,dashbords",
+    )]);
+
+    let report = app.plan("2025-01-01").await;
+
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("`dashbords`"));
+}

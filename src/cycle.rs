@@ -6,6 +6,7 @@
 //! data is never scored as if it were empty.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -179,7 +180,14 @@ impl<S: Source> Cycle<'_, S> {
         self.begin(run_id.as_deref(), now).await?;
 
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
+        let step = Instant::now();
         let book = pull::pull(self.source, scoring, now, nps_since).await;
+        tracing::info!(
+            accounts = book.accounts.len(),
+            contacts = book.contacts.len(),
+            duration_ms = step.elapsed().as_millis() as u64,
+            "pulled the book"
+        );
         let previous = match self.store {
             Some(store) => store.latest_scores().await?,
             None => HashMap::new(),
@@ -194,9 +202,15 @@ impl<S: Source> Cycle<'_, S> {
             return Ok(report);
         }
 
+        let step = Instant::now();
         report.accounts = self
             .score_and_save(&book, now, &previous, run_id.as_deref())
             .await?;
+        tracing::info!(
+            accounts = report.accounts.len(),
+            duration_ms = step.elapsed().as_millis() as u64,
+            "scored the book"
+        );
         tally(&mut report);
         report.warnings = data_warnings(&report, &book, self.settings);
         for warning in &report.warnings {
@@ -205,8 +219,19 @@ impl<S: Source> Cycle<'_, S> {
         if let (Some(store), Some(run_id)) = (self.store, run_id.as_deref()) {
             store.save_rejections(run_id, &book.rejected).await?;
         }
+        let step = Instant::now();
         self.write_back(&mut report, mode, now).await?;
+        tracing::info!(
+            due = report.writes_due,
+            duration_ms = step.elapsed().as_millis() as u64,
+            "wrote scores back"
+        );
+        let step = Instant::now();
         report.tasks = Some(self.tasks(&report, &book, now).await?);
+        tracing::info!(
+            duration_ms = step.elapsed().as_millis() as u64,
+            "decided tasks"
+        );
         if let Some(tasks) = &report.tasks {
             report.client = self.crm.map(RestClient::counts);
             if tasks.breaker.as_ref().is_some_and(|b| b.tripped) {

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use touchpoint::cli::{self, Cli};
 
+/// mimalloc keeps the many small, short-lived allocations of a pull (one page of rows after
+/// another, on several threads) from fragmenting the heap, which holds peak memory down on
+/// large books.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -210,10 +210,12 @@ struct Folding<'b> {
 }
 
 impl Folding<'_> {
-    fn fold(&mut self, account_id: &AccountId, fold: impl FnOnce(&mut AccountFacts) -> Folded) {
-        if let Some(facts) = self.facts.get_mut(account_id) {
-            fold(facts);
-        }
+    fn fold(
+        &mut self,
+        account_id: &AccountId,
+        fold: impl FnOnce(&mut AccountFacts) -> Folded,
+    ) -> Option<Folded> {
+        self.facts.get_mut(account_id).map(fold)
     }
 }
 
@@ -256,9 +258,15 @@ async fn read_evidence<S: Source>(
         let mut f = lock();
         f.rows.activities += 1;
         match row {
-            Ok(a) if f.seen_activities.insert(a.id.clone()) => f.fold(&a.account_id, |facts| {
-                builder.fold_activity(facts, &a, |id| key_contacts.contains(id))
-            }),
+            Ok(a) if !f.seen_activities.contains(&a.id) => {
+                let folded = f.fold(&a.account_id, |facts| {
+                    builder.fold_activity(facts, &a, |id| key_contacts.contains(id))
+                });
+                // Only counted activities can be counted twice, so only they are remembered.
+                if folded == Some(Folded::Counted) {
+                    f.seen_activities.insert(a.id);
+                }
+            }
             Ok(_duplicate) => {}
             Err(r) => f.rejected.push(r),
         }
@@ -267,7 +275,9 @@ async fn read_evidence<S: Source>(
         let mut f = lock();
         f.rows.usage += 1;
         match row {
-            Ok(u) => f.fold(&u.account_id, |facts| builder.fold_usage(facts, &u)),
+            Ok(u) => {
+                f.fold(&u.account_id, |facts| builder.fold_usage(facts, &u));
+            }
             Err(r) => f.rejected.push(r),
         }
     };
@@ -280,7 +290,7 @@ async fn read_evidence<S: Source>(
                 if a.survey == SurveyKind::Nps && a.score.is_some() && recent {
                     f.recent_nps.push(a.clone());
                 }
-                f.fold(&a.account_id, |facts| builder.fold_response(facts, &a))
+                f.fold(&a.account_id, |facts| builder.fold_response(facts, &a));
             }
             Ok(_duplicate) => {}
             Err(r) => f.rejected.push(r),

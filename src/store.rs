@@ -17,7 +17,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::model::Rejected;
 use crate::settings::StoreSettings;
@@ -25,6 +25,9 @@ use crate::settings::StoreSettings;
 /// Rows per transaction when saving scores: large enough to amortise the commit, small enough
 /// that a reader is never locked out for long.
 const BATCH_ROWS: usize = 2000;
+/// Rows per multi-row statement: 13 parameters a row stays far below SQLite's limit of 32,766
+/// parameters a statement, and a statement this size amortises its round trip.
+const ROWS_PER_STATEMENT: usize = 200;
 
 #[derive(Clone)]
 pub struct Store {
@@ -306,7 +309,8 @@ impl Store {
             .collect())
     }
 
-    /// Saves a cycle's scores in batched transactions.
+    /// Saves a cycle's scores: multi-row statements inside one transaction per chunk, so a
+    /// book of 100,000 accounts costs a few thousand statements, not 200,000.
     pub async fn save_scores(
         &self,
         run_id: &str,
@@ -321,10 +325,11 @@ impl Store {
                 .begin()
                 .await
                 .context("failed to start a transaction")?;
-            for row in chunk {
-                upsert_latest(&mut tx, run_id, &as_of, config_version, row).await?;
-                if row.changed {
-                    insert_history(&mut tx, run_id, &as_of, config_version, row).await?;
+            for group in chunk.chunks(ROWS_PER_STATEMENT) {
+                upsert_latest(&mut tx, run_id, &as_of, config_version, group).await?;
+                let changed: Vec<&ScoreRow> = group.iter().filter(|r| r.changed).collect();
+                if !changed.is_empty() {
+                    insert_history(&mut tx, run_id, &as_of, config_version, &changed).await?;
                 }
             }
             tx.commit().await.context("failed to commit scores")?;
@@ -345,16 +350,22 @@ impl Store {
                 .begin()
                 .await
                 .context("failed to start a transaction")?;
-            for (account_id, fingerprint) in chunk {
-                sqlx::query(
-                    "UPDATE account_scores SET written = $2, written_at = $3 WHERE account_id = $1",
-                )
-                .bind(account_id)
-                .bind(fingerprint)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("failed to mark account {account_id} as written"))?;
+            for group in chunk.chunks(ROWS_PER_STATEMENT) {
+                // `column1`/`column2` are the names both SQLite and PostgreSQL give the columns
+                // of a VALUES list.
+                let mut update = QueryBuilder::<Sqlite>::new(
+                    "UPDATE account_scores SET written = v.column2, written_at = ",
+                );
+                update.push_bind(&at).push(" FROM (");
+                update.push_values(group, |mut row, (account_id, fingerprint)| {
+                    row.push_bind(account_id).push_bind(fingerprint);
+                });
+                update.push(") AS v WHERE account_scores.account_id = v.column1");
+                update
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .context("failed to mark accounts as written")?;
             }
             tx.commit()
                 .await
@@ -424,36 +435,42 @@ async fn upsert_latest(
     run_id: &str,
     as_of: &str,
     config_version: &str,
-    row: &ScoreRow,
+    rows: &[ScoreRow],
 ) -> anyhow::Result<()> {
-    let [deployment, engagement, adoption, roi] = &row.scored.measures;
-    sqlx::query(
-        "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment,
-             engagement, adoption, roi, trend, receipt, config_version, red_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         ON CONFLICT (account_id) DO UPDATE SET run_id = excluded.run_id,
-             red_since = excluded.red_since,
-             as_of = excluded.as_of, score = excluded.score, band = excluded.band,
-             deployment = excluded.deployment, engagement = excluded.engagement,
-             adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend,
-             receipt = excluded.receipt, config_version = excluded.config_version",
-    )
-    .bind(&row.account_id)
-    .bind(run_id)
-    .bind(as_of)
-    .bind(row.scored.score.map(i64::from))
-    .bind(&row.scored.band)
-    .bind(deployment)
-    .bind(engagement)
-    .bind(adoption)
-    .bind(roi)
-    .bind(&row.trend)
-    .bind(&row.receipt)
-    .bind(config_version)
-    .bind(row.red_since.map(|d| d.to_string()))
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("failed to save the score of account {}", row.account_id))?;
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment, \
+         engagement, adoption, roi, trend, receipt, config_version, red_since) ",
+    );
+    insert.push_values(rows, |mut values, row| {
+        let [deployment, engagement, adoption, roi] = &row.scored.measures;
+        values
+            .push_bind(&row.account_id)
+            .push_bind(run_id)
+            .push_bind(as_of)
+            .push_bind(row.scored.score.map(i64::from))
+            .push_bind(&row.scored.band)
+            .push_bind(deployment)
+            .push_bind(engagement)
+            .push_bind(adoption)
+            .push_bind(roi)
+            .push_bind(&row.trend)
+            .push_bind(&row.receipt)
+            .push_bind(config_version)
+            .push_bind(row.red_since.map(|d| d.to_string()));
+    });
+    insert.push(
+        " ON CONFLICT (account_id) DO UPDATE SET run_id = excluded.run_id, \
+         as_of = excluded.as_of, score = excluded.score, band = excluded.band, \
+         deployment = excluded.deployment, engagement = excluded.engagement, \
+         adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend, \
+         receipt = excluded.receipt, config_version = excluded.config_version, \
+         red_since = excluded.red_since",
+    );
+    insert
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("failed to save the latest scores")?;
     Ok(())
 }
 
@@ -462,28 +479,32 @@ async fn insert_history(
     run_id: &str,
     as_of: &str,
     config_version: &str,
-    row: &ScoreRow,
+    rows: &[&ScoreRow],
 ) -> anyhow::Result<()> {
-    let [deployment, engagement, adoption, roi] = &row.scored.measures;
-    sqlx::query(
-        "INSERT INTO score_history (account_id, run_id, as_of, score, band, deployment,
-             engagement, adoption, roi, receipt, config_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (account_id, run_id) DO NOTHING",
-    )
-    .bind(&row.account_id)
-    .bind(run_id)
-    .bind(as_of)
-    .bind(row.scored.score.map(i64::from))
-    .bind(&row.scored.band)
-    .bind(deployment)
-    .bind(engagement)
-    .bind(adoption)
-    .bind(roi)
-    .bind(&row.receipt)
-    .bind(config_version)
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("failed to save the history of account {}", row.account_id))?;
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO score_history (account_id, run_id, as_of, score, band, deployment, \
+         engagement, adoption, roi, receipt, config_version) ",
+    );
+    insert.push_values(rows, |mut values, row| {
+        let [deployment, engagement, adoption, roi] = &row.scored.measures;
+        values
+            .push_bind(&row.account_id)
+            .push_bind(run_id)
+            .push_bind(as_of)
+            .push_bind(row.scored.score.map(i64::from))
+            .push_bind(&row.scored.band)
+            .push_bind(deployment)
+            .push_bind(engagement)
+            .push_bind(adoption)
+            .push_bind(roi)
+            .push_bind(&row.receipt)
+            .push_bind(config_version);
+    });
+    insert.push(" ON CONFLICT (account_id, run_id) DO NOTHING");
+    insert
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("failed to save the score history")?;
     Ok(())
 }

@@ -18,6 +18,7 @@ use reqwest::{Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use url::Url;
 
 use super::SourceError;
@@ -122,14 +123,14 @@ impl RestClient {
                 query.push(("cursor", cursor.clone()));
             }
             let (_, body) = self.send(Method::GET, path, &query, None).await?;
-            let page: Page<serde_json::Value> =
+            let page: Page<Box<RawValue>> =
                 serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
                     what: format!("{path} page {}", pages + 1),
                     reason: e.to_string(),
                 })?;
             pages += 1;
 
-            for row in page.data {
+            for row in &page.data {
                 sink(parse_row(dataset, row));
             }
 
@@ -326,13 +327,17 @@ fn without_url(error: reqwest::Error) -> String {
     text
 }
 
-fn parse_row<T: DeserializeOwned>(dataset: &str, row: serde_json::Value) -> Result<T, Rejected> {
-    if !row.is_object() {
+/// Parses one row straight from its bytes. Only a row that fails is parsed a second time, into
+/// a generic value, to salvage its id for the rejection.
+fn parse_row<T: DeserializeOwned>(dataset: &str, row: &RawValue) -> Result<T, Rejected> {
+    let text = row.get();
+    let salvage = || serde_json::from_str(text).unwrap_or_default();
+    if !text.starts_with('{') {
         return Err(Rejected::from_json(
             dataset,
-            &row,
+            &salvage(),
             "row is not a JSON object",
         ));
     }
-    T::deserialize(&row).map_err(|e| Rejected::from_json(dataset, &row, e))
+    serde_json::from_str(text).map_err(|e| Rejected::from_json(dataset, &salvage(), e))
 }

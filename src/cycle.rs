@@ -1,4 +1,5 @@
-//! One cycle: pull, score, store, write back. `plan` runs the same steps and changes nothing.
+//! One cycle: pull, score, store, write back, surveys, tasks. `plan` runs the same steps and
+//! changes nothing.
 //!
 //! The cycle is the scheduler's unit of work and what `touchpoint cycle`, `plan` and `demo`
 //! run. It decides *what* happens; the source, the store and the write-back carry it out. A
@@ -17,6 +18,7 @@ use crate::scoring::{self, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
 use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::surveys::{self, Delivery, SurveyReport, SurveyRun};
 use crate::tasks::{TaskReport, TaskRun};
 use crate::writeback::{self, HealthItem, WritebackReport};
 
@@ -150,6 +152,7 @@ pub struct CycleReport {
     pub writes_due: usize,
     pub writeback: Option<WritebackReport>,
     pub writeback_note: Option<String>,
+    pub surveys: Option<SurveyReport>,
     pub tasks: Option<TaskReport>,
     pub client: Option<ClientCounts>,
 }
@@ -168,6 +171,8 @@ pub struct Cycle<'a, S: Source> {
     pub crm: Option<&'a RestClient>,
     /// The store; `None` in plan mode before any cycle created it.
     pub store: Option<&'a Store>,
+    /// The mail backend and link signer; `None` sends no survey (a plan never does).
+    pub delivery: Option<&'a Delivery>,
     pub command: &'a str,
 }
 
@@ -179,7 +184,8 @@ impl<S: Source> Cycle<'_, S> {
         self.begin(run_id.as_deref(), now).await?;
 
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
-        let book = pull::pull(self.source, scoring, now, nps_since).await;
+        let mut book = pull::pull(self.source, scoring, now, nps_since).await;
+        self.fold_local(&mut book, (nps_since, now)).await?;
         let previous = match self.store {
             Some(store) => store.latest_scores().await?,
             None => HashMap::new(),
@@ -200,6 +206,7 @@ impl<S: Source> Cycle<'_, S> {
             self.save(&report, &book).await?;
         }
         self.write_back(&mut report, mode, now).await?;
+        report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
         report.tasks = Some(self.tasks(&report, &book, now).await?);
         if let Some(tasks) = &report.tasks {
             report.client = self.crm.map(RestClient::counts);
@@ -220,6 +227,48 @@ impl<S: Source> Cycle<'_, S> {
         }
         self.finish(&report).await?;
         Ok(report)
+    }
+
+    /// Folds the answers touchpoint collected and the goal surveys it sent into the book, so
+    /// they count like the CRM's own (see [`pull::fold_local`]).
+    async fn fold_local(
+        &self,
+        book: &mut Book,
+        (nps_since, now): (DateTime<Utc>, DateTime<Utc>),
+    ) -> anyhow::Result<()> {
+        let Some(store) = self.store.filter(|_| book.is_complete()) else {
+            return Ok(());
+        };
+        let roi_days = i64::from(self.settings.scoring.roi().window_days);
+        let since = (now - TimeDelta::days(roi_days)).min(nps_since);
+        let (answers, sent) = surveys::local_evidence(store, since)
+            .await
+            .context("failed to read the answers and surveys touchpoint keeps")?;
+        pull::fold_local(
+            book,
+            &self.settings.scoring,
+            (nps_since, now),
+            &answers,
+            &sent,
+        );
+        Ok(())
+    }
+
+    /// Plans (and when acting, sends) the surveys due; accounts held back get none.
+    async fn surveys(
+        &self,
+        book: &Book,
+        run_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<SurveyReport> {
+        let run = SurveyRun {
+            settings: self.settings,
+            store: self.store,
+            crm: self.crm,
+            delivery: self.delivery,
+            now,
+        };
+        run.run(book, run_id).await
     }
 
     async fn begin(&self, run_id: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -306,6 +355,7 @@ impl<S: Source> Cycle<'_, S> {
             writes_due: 0,
             writeback: None,
             writeback_note: None,
+            surveys: None,
             tasks: None,
             client: self.crm.map(RestClient::counts),
         }
@@ -382,6 +432,7 @@ impl<S: Source> Cycle<'_, S> {
             .filter(|a| !a.archived && !book.held.contains_key(&a.id))
             .map(|a| (a.id.clone(), (a.name.clone(), a.owner_id.clone())))
             .collect();
+        // The CRM's recent NPS answers and those collected by touchpoint's own pages.
         let answers: Vec<SurveyResponse> = book
             .recent_nps
             .iter()
@@ -411,6 +462,9 @@ impl<S: Source> Cycle<'_, S> {
             "bands": report.bands,
             "changed": report.changed().count(),
             "written": report.writeback.as_ref().map(|w| w.stored_count),
+            "surveys_sent": report.surveys.as_ref().map(|s| s.sent),
+            "surveys_deferred": report.surveys.as_ref().map(|s| s.deferred.len()),
+            "surveys_failed": report.surveys.as_ref().map(|s| s.failures.len()),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });

@@ -6,4 +6,6 @@ mod config;
 mod cycle;
 mod faults;
 mod helpers;
+mod smtp;
+mod surveys;
 mod tasks;

@@ -2,6 +2,7 @@
 //! and a temporary SQLite file per test.
 
 mod book;
+mod browser;
 mod config;
 mod cycle;
 mod faults;

@@ -800,3 +800,95 @@ async fn answers_through_the_pages_turn_roi_green_reach_the_crm_and_open_tasks()
             .is_some_and(|b| b.contains("Exports fail"))
     );
 }
+
+/// Twelve accounts whose goal wave is due on 1 March 2025, each with a sponsor.
+fn twelve_accounts() -> (String, String) {
+    let mut accounts = ACCOUNTS.lines().next().expect("a header").to_owned() + "\n";
+    let mut contacts = CONTACTS.lines().next().expect("a header").to_owned() + "\n";
+    for n in 0..12 {
+        accounts.push_str(&format!(
+            "A-{n:02},Account {n},,O-1,true,2024-09-01,Europe/London,false,2024-12-01T00:00:00Z\n"
+        ));
+        contacts.push_str(&format!(
+            "P-{n:02},A-{n:02},person{n}@example.com,Person {n},executive_sponsor,,false,,false,\
+             2024-01-01T00:00:00Z\n"
+        ));
+    }
+    (accounts, contacts)
+}
+
+/// `touchpoint cycle` as a separate process, configured like the harness.
+fn cycle_process(h: &Harness) -> std::process::Command {
+    let settings = &h.app.settings;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+    command
+        .args(["cycle", "--as-of", "2025-03-03"])
+        .env("TOUCHPOINT__SOURCE__BASE_URL", h.app.crm.base_url())
+        .env("TOUCHPOINT__STORE__PATH", &settings.store.path)
+        .env("TOUCHPOINT__SURVEYS__ENABLED", "true")
+        .env(
+            "TOUCHPOINT__SURVEYS__SEND_WINDOW__DAYS",
+            "mon,tue,wed,thu,fri,sat,sun",
+        )
+        .env("TOUCHPOINT__SURVEYS__SEND_WINDOW__START", "00:00")
+        .env("TOUCHPOINT__SURVEYS__SEND_WINDOW__END", "24:00")
+        .env("TOUCHPOINT__WEB__BASE_URL", &h.web)
+        .env("TOUCHPOINT__TASKS__ENABLED", "false")
+        .env("TOUCHPOINT_SOURCE_TOKEN", TOKEN)
+        .env("TOUCHPOINT_LINK_SECRET", SECRET)
+        .env_remove("TOUCHPOINT_SMTP_USERNAME")
+        .env_remove("TOUCHPOINT_SMTP_PASSWORD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in h.smtp.settings() {
+        command.env(key, value);
+    }
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_killed_while_sending_and_run_again_never_sends_a_wave_twice() {
+    let (accounts, contacts) = twelve_accounts();
+    let h = Harness::with_book(&accounts, &contacts, &[]).await;
+    h.smtp.delay_data(std::time::Duration::from_millis(200));
+
+    // Kill the process (SIGKILL: no clean-up at all) once a few emails are through.
+    let mut child = cycle_process(&h).spawn().expect("touchpoint starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h.smtp.received().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().expect("killed");
+    child.wait().expect("reaped");
+    let at_kill = h.smtp.received().len();
+    assert!(
+        (3..12).contains(&at_kill),
+        "killed mid-cycle: {at_kill} delivered"
+    );
+
+    // Run again, to the end, as a new process.
+    h.smtp.delay_data(std::time::Duration::ZERO);
+    let status = cycle_process(&h).status().expect("touchpoint runs");
+    assert!(status.success());
+
+    let mut per_address: HashMap<String, usize> = HashMap::new();
+    for message in h.smtp.received() {
+        for recipient in message.recipients {
+            *per_address.entry(recipient).or_default() += 1;
+        }
+    }
+    assert!(per_address.values().all(|n| *n == 1), "{per_address:?}");
+    let rows = h.rows().await;
+    let goal: Vec<&OutboxRow> = rows.values().filter(|r| r.survey == "goal").collect();
+    assert_eq!(goal.len(), 12, "every due email is in the outbox");
+    for row in goal {
+        let n: u32 = row.contact_id[2..].parse().expect("P-nn");
+        let delivered = per_address.contains_key(&format!("person{n}@example.com"));
+        match row.state.as_str() {
+            "sent" => assert!(delivered, "{row:?}"),
+            // Stopped between handing it over and hearing back: left for an operator.
+            "sending" => {}
+            other => panic!("{} ended {other}", row.key),
+        }
+    }
+}

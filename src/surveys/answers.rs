@@ -203,7 +203,8 @@ pub async fn push(store: &Store, crm: &RestClient) -> anyhow::Result<PushReport>
                 report.pushed += 1;
             }
             Err(e) => {
-                tracing::warn!(response.id = %response.id, "could not push an answer to the CRM: {e}");
+                let id = response.id.as_str();
+                tracing::warn!(response.id = id, "could not push an answer to the CRM: {e}");
                 store.answer_pushed(&answer, Some(&e.to_string())).await?;
                 report
                     .failures

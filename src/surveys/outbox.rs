@@ -3,15 +3,20 @@
 //!
 //! # States
 //!
-//! | state | meaning | what happens next |
-//! |---|---|---|
-//! | `planned` | due and allowed; recorded, not yet handed to the mail backend | sent by this run, or by the next one if this run stopped first |
-//! | `deferred` | due and allowed, but over the per-cycle or per-day budget | first in line on the next run |
-//! | `sending` | handed to the mail backend; no answer recorded yet | nothing automatic: see below |
-//! | `sent` | the backend accepted it; the Message-ID is recorded | final |
-//! | `failed_transient` | a temporary failure (SMTP 4xx, lost connection, timeout) | retried from `next_attempt_at`, with backoff, within the grace period and `mail.max_attempts` |
-//! | `failed_permanent` | a permanent failure (SMTP 5xx), or too many temporary ones | final; a 5xx refusing the recipient also suppresses the address |
-//! | `skipped` | never sent: the wave was missed by more than the grace period, the window closed while it waited, or an operator skipped it | final |
+//! - `planned`: due and allowed; recorded, not yet handed to the mail backend. This run sends
+//!   it, or the next one if this run stopped first.
+//! - `deferred`: due and allowed, but over the per-cycle or per-day budget; first in line on
+//!   the next run.
+//! - `sending`: handed to the mail backend, no answer recorded yet. Nothing automatic happens
+//!   to it: see below.
+//! - `sent`: the backend accepted it; the Message-ID is recorded. Final.
+//! - `failed_transient`: a temporary failure (SMTP 4xx, lost connection, timeout, TLS).
+//!   Retried from `next_attempt_at`, with backoff, within the grace period and
+//!   `mail.max_attempts`.
+//! - `failed_permanent`: a permanent failure (SMTP 5xx), or too many temporary ones. Final; a
+//!   5xx refusing the recipient's mailbox also suppresses the address.
+//! - `skipped`: never sent, because the wave was missed by more than the grace period, the
+//!   grace period ended while it waited, or an operator skipped it. Final.
 //!
 //! # At most once
 //!
@@ -23,8 +28,8 @@
 //! the one thing it promises not to do; `sending` is on the at-most-once side. The row stays
 //! visible (`plan`, `cycle` and `touchpoint outbox` list it) with its Message-ID, which an
 //! operator can look up in the relay's log, and `touchpoint outbox --resolve KEY --as sent`
-//! (or `retry`, or `skipped`) settles it. Every other state is safe to resume: a `planned` row is sent by
-//! the next run, so a crash never loses an email either.
+//! (or `retry`, or `skipped`) settles it. Every other state is safe to resume: a `planned`
+//! row is sent by the next run, so a crash never loses an email either.
 //!
 //! The SQL is portable (TEXT timestamps, `$n` parameters, `ON CONFLICT` upserts).
 
@@ -373,8 +378,8 @@ impl Store {
     /// Outbox rows in the given states (all when empty), newest first.
     pub async fn outbox(&self, states: &[State]) -> anyhow::Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT key, survey, wave, account_id, account_name, contact_id, recipient, state, reason,
-                    attempts,
+            "SELECT key, survey, wave, account_id, account_name, contact_id, recipient, state,
+                    reason, attempts,
                     next_attempt_at, last_error, message_id, sent_at, updated_at
              FROM survey_outbox ORDER BY updated_at DESC, key",
         )
@@ -393,8 +398,8 @@ impl Store {
     /// One outbox row by key.
     pub async fn outbox_row(&self, key: &str) -> anyhow::Result<Option<OutboxRow>> {
         let row = sqlx::query(
-            "SELECT key, survey, wave, account_id, account_name, contact_id, recipient, state, reason,
-                    attempts,
+            "SELECT key, survey, wave, account_id, account_name, contact_id, recipient, state,
+                    reason, attempts,
                     next_attempt_at, last_error, message_id, sent_at, updated_at
              FROM survey_outbox WHERE key = $1",
         )

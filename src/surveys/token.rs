@@ -224,7 +224,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn changing_any_character_breaks_the_token(index in 0usize..200, replacement in "[A-Za-z0-9_.-]") {
+        fn changing_any_character_breaks_the_token(
+            index in 0usize..200,
+            replacement in "[A-Za-z0-9_.-]",
+        ) {
             let s = signer("0123456789abcdef0123456789abcdef");
             let token = s.sign(Purpose::Answer, KEY, at("2030-01-01T00:00:00Z"));
             let index = index % token.len();

@@ -1,4 +1,5 @@
-//! One cycle: pull, score, store, write back. `plan` runs the same steps and changes nothing.
+//! One cycle: pull, score, store, write back, surveys, tasks. `plan` runs the same steps and
+//! changes nothing.
 //!
 //! The cycle is the scheduler's unit of work and what `touchpoint cycle`, `plan` and `demo`
 //! run. It decides *what* happens; the source, the store and the write-back carry it out. A
@@ -18,6 +19,7 @@ use crate::scoring::{self, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
 use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::surveys::{self, Delivery, SurveyReport, SurveyRun};
 use crate::tasks::{TaskReport, TaskRun};
 use crate::writeback::{self, HealthItem, WritebackReport};
 
@@ -151,6 +153,7 @@ pub struct CycleReport {
     pub writes_due: usize,
     pub writeback: Option<WritebackReport>,
     pub writeback_note: Option<String>,
+    pub surveys: Option<SurveyReport>,
     pub tasks: Option<TaskReport>,
     pub client: Option<ClientCounts>,
 }
@@ -169,6 +172,8 @@ pub struct Cycle<'a, S: Source> {
     pub crm: Option<&'a RestClient>,
     /// The store; `None` in plan mode before any cycle created it.
     pub store: Option<&'a Store>,
+    /// The mail backend and link signer; `None` sends no survey (a plan never does).
+    pub delivery: Option<&'a Delivery>,
     pub command: &'a str,
 }
 
@@ -181,7 +186,8 @@ impl<S: Source> Cycle<'_, S> {
 
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
         let step = Instant::now();
-        let book = pull::pull(self.source, scoring, now, nps_since).await;
+        let mut book = pull::pull(self.source, scoring, now, nps_since).await;
+        self.fold_local(&mut book, (nps_since, now)).await?;
         tracing::info!(
             accounts = book.accounts.len(),
             contacts = book.contacts.len(),
@@ -227,6 +233,12 @@ impl<S: Source> Cycle<'_, S> {
             "wrote scores back"
         );
         let step = Instant::now();
+        report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
+        tracing::info!(
+            duration_ms = step.elapsed().as_millis() as u64,
+            "planned and sent surveys"
+        );
+        let step = Instant::now();
         report.tasks = Some(self.tasks(&report, &book, now).await?);
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
@@ -251,6 +263,48 @@ impl<S: Source> Cycle<'_, S> {
         }
         self.finish(&report).await?;
         Ok(report)
+    }
+
+    /// Folds the answers touchpoint collected and the goal surveys it sent into the book, so
+    /// they count like the CRM's own (see [`pull::fold_local`]).
+    async fn fold_local(
+        &self,
+        book: &mut Book,
+        (nps_since, now): (DateTime<Utc>, DateTime<Utc>),
+    ) -> anyhow::Result<()> {
+        let Some(store) = self.store.filter(|_| book.is_complete()) else {
+            return Ok(());
+        };
+        let roi_days = i64::from(self.settings.scoring.roi().window_days);
+        let since = (now - TimeDelta::days(roi_days)).min(nps_since);
+        let (answers, sent) = surveys::local_evidence(store, since)
+            .await
+            .context("failed to read the answers and surveys touchpoint keeps")?;
+        pull::fold_local(
+            book,
+            &self.settings.scoring,
+            (nps_since, now),
+            &answers,
+            &sent,
+        );
+        Ok(())
+    }
+
+    /// Plans (and when acting, sends) the surveys due; accounts held back get none.
+    async fn surveys(
+        &self,
+        book: &Book,
+        run_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<SurveyReport> {
+        let run = SurveyRun {
+            settings: self.settings,
+            store: self.store,
+            crm: self.crm,
+            delivery: self.delivery,
+            now,
+        };
+        run.run(book, run_id).await
     }
 
     async fn begin(&self, run_id: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -338,6 +392,7 @@ impl<S: Source> Cycle<'_, S> {
             writes_due: 0,
             writeback: None,
             writeback_note: None,
+            surveys: None,
             tasks: None,
             client: self.crm.map(RestClient::counts),
         }
@@ -441,6 +496,7 @@ impl<S: Source> Cycle<'_, S> {
             .filter(|a| !a.archived && !book.held.contains_key(&a.id))
             .map(|a| (a.id.clone(), (a.name.clone(), a.owner_id.clone())))
             .collect();
+        // The CRM's recent NPS answers and those collected by touchpoint's own pages.
         let answers: Vec<SurveyResponse> = book
             .recent_nps
             .iter()
@@ -470,6 +526,9 @@ impl<S: Source> Cycle<'_, S> {
             "bands": report.bands,
             "changed": report.changed().count(),
             "written": report.writeback.as_ref().map(|w| w.stored_count),
+            "surveys_sent": report.surveys.as_ref().map(|s| s.sent),
+            "surveys_deferred": report.surveys.as_ref().map(|s| s.deferred.len()),
+            "surveys_failed": report.surveys.as_ref().map(|s| s.failures.len()),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });

@@ -8,6 +8,9 @@
 //! - [`store`]: the SQLite file: runs, latest scores, history.
 //! - [`writeback`]: scores back to the CRM, only what changed.
 //! - [`tasks`]: follow-up tasks in the CRM, never duplicated.
+//! - [`surveys`]: the goal and NPS surveys: cadence, outbox, tokens, templates, answers.
+//! - [`mail`]: survey emails over SMTP or into `.eml` files.
+//! - [`web`]: the answer and unsubscribe pages the survey links open.
 //! - [`cycle`]: pull, score, store, write back; `plan` does the same and changes nothing.
 //! - [`sandbox`]: a CRM that speaks the contract, for the demo, the tests and benchmarks.
 //! - [`demo`]: the out-of-the-box demo.
@@ -16,6 +19,7 @@
 pub mod cli;
 pub mod cycle;
 pub mod demo;
+pub mod mail;
 pub mod model;
 pub mod pull;
 pub mod sandbox;
@@ -23,6 +27,8 @@ pub mod scoring;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod surveys;
 pub mod tasks;
 pub mod telemetry;
+pub mod web;
 pub mod writeback;

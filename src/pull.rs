@@ -313,6 +313,36 @@ async fn read_evidence<S: Source>(
     note_failure(book, "survey_responses", answers_read);
 }
 
+/// Folds what touchpoint itself knows into a pulled book: answers collected through its own
+/// pages and the goal surveys it sent. An answer the CRM also returned (touchpoint pushed it in
+/// an earlier cycle) has the same id: it is counted once, and the local copy wins, because a
+/// person may have replaced their answer since it was pushed.
+pub fn fold_local(
+    book: &mut Book,
+    config: &ScoringConfig,
+    (nps_since, now): (DateTime<Utc>, DateTime<Utc>),
+    answers: &[SurveyResponse],
+    goal_surveys_sent: &[(AccountId, DateTime<Utc>)],
+) {
+    let builder = FactsBuilder::new(config, now);
+    for answer in answers {
+        if let Some(facts) = book.facts.get_mut(&answer.account_id) {
+            facts.goal_answers.retain(|a| a.id != answer.id);
+            builder.fold_response(facts, answer);
+        }
+        book.recent_nps.retain(|a| a.id != answer.id);
+        let recent = (nps_since..now).contains(&answer.submitted_at);
+        if answer.survey == SurveyKind::Nps && answer.score.is_some() && recent {
+            book.recent_nps.push(answer.clone());
+        }
+    }
+    for (account, sent_at) in goal_surveys_sent {
+        if let Some(facts) = book.facts.get_mut(account) {
+            builder.fold_goal_survey_sent(facts, *sent_at);
+        }
+    }
+}
+
 fn note_failure(book: &mut Book, dataset: &'static str, result: Result<(), SourceError>) {
     if let Err(error) = result {
         tracing::error!(dataset, "could not read the {dataset} list: {error}");

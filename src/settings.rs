@@ -42,8 +42,14 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use std::sync::Arc;
+
+use crate::mail::settings::{MailSettings, RawMailSettings};
 use crate::scoring::{RawScoringConfig, ScoringConfig};
+use crate::surveys::settings::{RawSurveySettings, SurveySettings};
+use crate::surveys::templates::Templates;
 use crate::tasks::{RawTaskSettings, TaskSettings};
+use crate::web::settings::{RawWebSettings, WebSettings};
 
 /// The checked-in defaults, embedded so the binary runs with no files beside it.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -57,6 +63,11 @@ pub struct Settings {
     pub source: SourceSettings,
     pub scoring: ScoringConfig,
     pub tasks: TaskSettings,
+    pub surveys: SurveySettings,
+    pub mail: MailSettings,
+    pub web: WebSettings,
+    /// The survey emails and answer pages, loaded and checked against sample data.
+    pub templates: Arc<Templates>,
     pub store: StoreSettings,
     pub writeback: WritebackSettings,
     pub cycle: CycleSettings,
@@ -123,6 +134,9 @@ struct RawSettings {
     source: RawSource,
     scoring: RawScoringConfig,
     tasks: RawTaskSettings,
+    surveys: RawSurveySettings,
+    mail: RawMailSettings,
+    web: RawWebSettings,
     store: RawStore,
     writeback: RawWriteback,
     cycle: RawCycle,
@@ -205,6 +219,8 @@ impl Settings {
             .with_list_parse_key("scoring.adoption.key_features")
             .with_list_parse_key("scoring.engagement.key_personas")
             .with_list_parse_key("scoring.engagement.meeting_types")
+            .with_list_parse_key("surveys.goal_personas")
+            .with_list_parse_key("surveys.send_window.days")
             .source(environment);
 
         let merged = builder
@@ -222,10 +238,16 @@ impl Settings {
     }
 
     fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        let surveys = SurveySettings::from_raw(raw.surveys)?;
+        let templates = Arc::new(Templates::load(surveys.templates_dir.as_deref())?);
         Ok(Self {
             source: source_settings(raw.source)?,
             scoring: ScoringConfig::from_raw(raw.scoring)?,
             tasks: TaskSettings::from_raw(raw.tasks)?,
+            surveys,
+            mail: MailSettings::from_raw(raw.mail)?,
+            web: WebSettings::from_raw(raw.web)?,
+            templates,
             store: StoreSettings {
                 path: non_empty_path("store.path", &raw.store.path)?,
                 busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),

@@ -5,6 +5,7 @@
 
 mod progress;
 mod report;
+mod surveys;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ use crate::sandbox::SandboxArgs;
 use crate::settings::{Settings, SourceKind};
 use crate::source::{CsvSource, RestClient};
 use crate::store::{RunStatus, Store};
+use crate::surveys::Delivery;
+use crate::surveys::token::LinkSigner;
 use crate::telemetry;
 
 /// touchpoint: customer-success automation for tech-touch accounts.
@@ -52,6 +55,13 @@ pub enum Command {
     /// Release the mass-change breaker once a person has checked the red wave: the next cycle
     /// opens the health-driven tasks it held.
     ReleaseBreaker,
+    /// Print a survey email as it would go out to a contact of an account (links are signed
+    /// with TOUCHPOINT_LINK_SECRET, or a throw-away key when it is not set).
+    Preview(surveys::PreviewArgs),
+    /// Serve only the survey answer and unsubscribe pages (on web.bind) until interrupted.
+    ServeAnswers,
+    /// List survey emails in the outbox, or settle one left in `sending` by a stopped run.
+    Outbox(surveys::OutboxArgs),
     /// Serve the sandbox CRM: generated (or CSV) data behind the REST contract.
     Sandbox(SandboxArgs),
     /// Start a sandbox, run cycles against it and print what a CS lead would read.
@@ -93,6 +103,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
         Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
         Command::ReleaseBreaker => release_breaker(cli.config).await,
+        Command::Preview(args) => surveys::preview(load(cli.config)?, &args).await,
+        Command::ServeAnswers => surveys::serve_answers(load(cli.config)?).await,
+        Command::Outbox(args) => surveys::outbox(load(cli.config)?, &args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::Demo(args) => {
             telemetry::init_default();
@@ -101,7 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+/// Loads the settings and starts logging as they say.
+pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     let settings = Settings::load(config.as_deref())?;
     telemetry::init(&settings.log);
     Ok(settings)
@@ -125,6 +139,25 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "off"
         }
     );
+    println!(
+        "  surveys: {}; mail backend: {}; answer links at {}",
+        if settings.surveys.enabled {
+            "on"
+        } else {
+            "off"
+        },
+        match &settings.mail.backend {
+            crate::mail::Backend::File { dir } => format!(".eml files in {}", dir.display()),
+            crate::mail::Backend::Smtp(smtp) => format!("SMTP {}:{}", smtp.host, smtp.port),
+        },
+        settings.web.base_url
+    );
+    if settings.surveys.enabled && LinkSigner::from_env().is_err() {
+        println!(
+            "  warning: {} is not set (or too short); cycle needs it to send surveys",
+            crate::surveys::token::SECRET_VARIABLE
+        );
+    }
     if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
         println!(
             "  warning: {} is not set; cycle and plan need it",
@@ -185,6 +218,38 @@ pub async fn cycle_with_token(
     mode: Mode,
     token: Option<SecretString>,
 ) -> anyhow::Result<CycleReport> {
+    let secrets = Secrets {
+        crm_token: token,
+        link_signer: None,
+    };
+    cycle_with_secrets(settings, store, command, now, mode, secrets).await
+}
+
+/// Secrets handed in by the caller instead of read from the environment (the demo, tests).
+#[derive(Debug, Default)]
+pub struct Secrets {
+    pub crm_token: Option<SecretString>,
+    pub link_signer: Option<LinkSigner>,
+}
+
+/// Like [`cycle_once`], with secrets given; those left `None` are read from the environment.
+/// Acting with surveys on needs the mail backend and the link secret: without them the cycle
+/// does not start.
+pub async fn cycle_with_secrets(
+    settings: &Settings,
+    store: Option<&Store>,
+    command: &str,
+    now: DateTime<Utc>,
+    mode: Mode,
+    secrets: Secrets,
+) -> anyhow::Result<CycleReport> {
+    let delivery = match mode {
+        Mode::Act if settings.surveys.enabled => {
+            Some(Delivery::new(settings, secrets.link_signer)?)
+        }
+        _ => None,
+    };
+    let token = secrets.crm_token;
     let show_progress = std::io::stderr().is_terminal();
     match &settings.source.kind {
         SourceKind::Rest => {
@@ -198,6 +263,7 @@ pub async fn cycle_with_token(
                 source: &client,
                 crm: Some(&client),
                 store,
+                delivery: delivery.as_ref(),
                 command,
             };
             progress::while_running(show_progress, &client, cycle.run(now, mode)).await
@@ -209,6 +275,7 @@ pub async fn cycle_with_token(
                 source: &source,
                 crm: None,
                 store,
+                delivery: delivery.as_ref(),
                 command,
             };
             cycle.run(now, mode).await

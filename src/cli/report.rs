@@ -33,6 +33,7 @@ pub fn render(report: &CycleReport, detail: Detail) -> String {
     changes(&mut out, report, detail);
     problems(&mut out, report);
     writeback(&mut out, report);
+    surveys(&mut out, report, detail);
     tasks(&mut out, report, detail);
     next_steps(&mut out, report);
     out
@@ -280,6 +281,107 @@ fn writeback(out: &mut String, report: &CycleReport) {
             client.retries,
             client.rate_limited
         );
+    }
+}
+
+fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
+    let Some(surveys) = &report.surveys else {
+        return;
+    };
+    let _ = write!(out, "\nSurveys: ");
+    if let Some(note) = &surveys.note {
+        let _ = writeln!(out, "{note}");
+        return;
+    }
+    let verb = if report.mode == Mode::Plan {
+        "would send"
+    } else {
+        "due to send"
+    };
+    let _ = writeln!(
+        out,
+        "{} {verb}, {} deferred (over budget), {} skipped (missed), {} held",
+        surveys.send.len(),
+        surveys.deferred.len(),
+        surveys.skipped.len(),
+        surveys.held.len()
+    );
+    if let Some(backend) = &surveys.backend {
+        let _ = writeln!(
+            out,
+            "  mail ({backend}): {} sent, {} failed, {} address(es) suppressed after a hard bounce",
+            surveys.sent,
+            surveys.failures.len(),
+            surveys.bounced
+        );
+    }
+    if surveys.expired > 0 {
+        let _ = writeln!(
+            out,
+            "  {} waiting email(s) skipped: their grace period ended",
+            surveys.expired
+        );
+    }
+    if !surveys.in_sending.is_empty() {
+        let _ = writeln!(
+            out,
+            "  !! {} email(s) were being sent when a run stopped; they are never re-sent \
+             blindly. Check the relay's log for their Message-ID, then run \
+             `touchpoint outbox --resolve KEY --as sent|retry|skipped`:",
+            surveys.in_sending.len()
+        );
+        for row in &surveys.in_sending {
+            let id = row.message_id.as_deref().unwrap_or("?");
+            let _ = writeln!(out, "     {} <{id}>", row.key);
+        }
+    }
+    let shown = match detail {
+        Detail::EveryChange => usize::MAX,
+        Detail::Movers => MOVERS,
+    };
+    let listed = [("+", &surveys.send), ("~ deferred", &surveys.deferred)];
+    for (mark, emails) in listed {
+        for email in emails.iter().take(shown) {
+            let _ = writeln!(
+                out,
+                "  {mark} {} {} wave {} to {} ({}): {}",
+                email.account_id,
+                crate::surveys::cadence::survey_name(email.survey),
+                email.wave,
+                crate::surveys::mask::email(&email.recipient),
+                email.contact_id,
+                email.why
+            );
+        }
+        if emails.len() > shown {
+            let _ = writeln!(out, "  ... and {} more", emails.len() - shown);
+        }
+    }
+    for (email, why) in surveys.skipped.iter().take(shown) {
+        let _ = writeln!(
+            out,
+            "  - skipped {} {} wave {} ({}): {why}",
+            email.account_id,
+            crate::surveys::cadence::survey_name(email.survey),
+            email.wave,
+            email.contact_id
+        );
+    }
+    for hold in surveys.held.iter().take(shown) {
+        let _ = writeln!(
+            out,
+            "  = held {} {} wave {}{}: {}",
+            hold.account_id,
+            crate::surveys::cadence::survey_name(hold.survey),
+            hold.wave,
+            hold.contact_id
+                .as_deref()
+                .map_or(String::new(), |c| format!(" ({c})")),
+            hold.why
+        );
+    }
+    for (key, error) in surveys.failures.iter().take(shown) {
+        let _ = writeln!(out, "  ! failed {key}: {error}");
     }
 }
 

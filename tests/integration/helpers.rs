@@ -30,6 +30,8 @@ pub fn start_of(text: &str) -> DateTime<Utc> {
 }
 
 /// Settings for a test: fast retries and short timeouts so fault tests finish quickly.
+/// Surveys are off unless a test turns them on (`TOUCHPOINT__SURVEYS__ENABLED=true`); their
+/// emails then go into the test's temporary folder.
 pub fn settings_for(base_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = HashMap::from([
         ("TOUCHPOINT__SOURCE__BASE_URL".into(), base_url.to_owned()),
@@ -44,6 +46,11 @@ pub fn settings_for(base_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Setti
             "5".into(),
         ),
         ("TOUCHPOINT__SOURCE__PAGE_SIZE".into(), "100".into()),
+        ("TOUCHPOINT__SURVEYS__ENABLED".into(), "false".into()),
+        (
+            "TOUCHPOINT__MAIL__FILE_DIR".into(),
+            dir.join("outbox").display().to_string(),
+        ),
         (
             "TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND".into(),
             "1000".into(),

@@ -2,8 +2,11 @@
 //! and a temporary SQLite file per test.
 
 mod book;
+mod browser;
 mod config;
 mod cycle;
 mod faults;
 mod helpers;
+mod smtp;
+mod surveys;
 mod tasks;

@@ -1,0 +1,220 @@
+//! The survey commands: `preview`, `serve-answers` and `outbox`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+
+use crate::mail;
+use crate::model::{Account, Contact, SurveyKind};
+use crate::settings::{Settings, SourceKind};
+use crate::source::{CsvSource, RestClient, Source};
+use crate::store::Store;
+use crate::surveys::cadence::{Email, normalise_address};
+use crate::surveys::outbox::{Resolution, State};
+use crate::surveys::token::LinkSigner;
+use crate::surveys::{compose, mask, parse_survey};
+use crate::web::{self, WebState};
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The survey: goal or nps.
+    #[arg(value_parser = ["goal", "nps"])]
+    pub survey: String,
+    /// The CRM id of the account.
+    #[arg(long)]
+    pub account: String,
+    /// The CRM id of the contact; by default the account's first live contact with an address
+    /// (for the goal survey, of a goal persona if it has one).
+    #[arg(long)]
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResolutionArg {
+    /// The relay's log shows the email went out.
+    Sent,
+    /// It did not go out: send it on the next cycle (while its grace period lasts).
+    Retry,
+    /// Leave it unsent.
+    Skipped,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// Only rows in this state: planned, deferred, sending, sent, failed_transient,
+    /// failed_permanent or skipped.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Settle the email with this key, which a stopped run left in `sending`.
+    #[arg(long, value_name = "KEY", requires = "resolution")]
+    pub resolve: Option<String>,
+    /// How to settle it.
+    #[arg(long = "as", value_enum, requires = "resolve")]
+    pub resolution: Option<ResolutionArg>,
+}
+
+/// `touchpoint preview`: renders one email as it would go out and prints it.
+pub async fn preview(settings: Settings, args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    let survey = parse_survey(&args.survey).context("the survey is goal or nps")?;
+    let (account, contact) = match &settings.source.kind {
+        SourceKind::Rest => {
+            let client = RestClient::new(&settings.source, Settings::source_token()?)?;
+            find(&client, &settings, survey, args).await?
+        }
+        SourceKind::Csv { dir } => {
+            find(&CsvSource::new(dir.clone()), &settings, survey, args).await?
+        }
+    };
+    let signer = LinkSigner::from_env().unwrap_or_else(|_| {
+        eprintln!("(links are signed with a throw-away key: TOUCHPOINT_LINK_SECRET is not set)");
+        LinkSigner::random()
+    });
+    let email = preview_email(survey, &account, &contact, &settings)?;
+    let outgoing = compose(&settings, &signer, &email, Utc::now())?;
+    let message = mail::build(&settings.mail, &outgoing)?;
+    print!("{}", String::from_utf8_lossy(&message.formatted()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the account and picks the contact from the source.
+async fn find<S: Source>(
+    source: &S,
+    settings: &Settings,
+    survey: SurveyKind,
+    args: &PreviewArgs,
+) -> anyhow::Result<(Account, Contact)> {
+    let mut account = None;
+    let mut contacts = Vec::new();
+    source
+        .accounts(&mut |row| {
+            if let Ok(a) = row
+                && a.id.as_str() == args.account
+            {
+                account = Some(a);
+            }
+        })
+        .await?;
+    let account = account.with_context(|| format!("no account {} in the source", args.account))?;
+    source
+        .contacts(&mut |row| {
+            if let Ok(c) = row
+                && c.account_id == account.id
+            {
+                contacts.push(c);
+            }
+        })
+        .await?;
+    contacts.sort_by(|a, b| a.id.cmp(&b.id));
+    let wanted = |c: &&Contact| match &args.contact {
+        Some(id) => c.id.as_str() == id,
+        None => c.is_live() && c.email.is_some(),
+    };
+    let goal_persona = |c: &&Contact| {
+        survey == SurveyKind::Goal
+            && c.persona
+                .is_some_and(|p| settings.surveys.goal_personas.contains(&p))
+    };
+    let contact = contacts
+        .iter()
+        .filter(wanted)
+        .find(goal_persona)
+        .or_else(|| contacts.iter().find(wanted))
+        .cloned()
+        .with_context(|| format!("no such contact with an address at account {}", account.id))?;
+    Ok((account, contact))
+}
+
+/// The email a preview shows, with a key of its own (it is never recorded).
+fn preview_email(
+    survey: SurveyKind,
+    account: &Account,
+    contact: &Contact,
+    settings: &Settings,
+) -> anyhow::Result<Email> {
+    let raw = contact.email.as_deref().unwrap_or_default();
+    let recipient =
+        normalise_address(raw).map_err(|e| anyhow::anyhow!("contact {}: {e}", contact.id))?;
+    let today = Utc::now().date_naive();
+    Ok(Email {
+        key: format!("preview:{}:{}:{}", survey.as_str(), account.id, contact.id),
+        person_wave: String::new(),
+        survey,
+        wave: "preview".into(),
+        due_on: today,
+        closes_at: Utc::now() + settings.surveys.grace,
+        account_id: account.id.to_string(),
+        account_name: account.name.clone(),
+        contact_id: contact.id.to_string(),
+        recipient,
+        display_name: contact.name.clone(),
+        zone: settings.surveys.default_timezone.name().to_owned(),
+        why: "preview".into(),
+    })
+}
+
+/// `touchpoint serve-answers`: the answer pages alone, until Ctrl-C.
+pub async fn serve_answers(settings: Settings) -> anyhow::Result<ExitCode> {
+    let signer = LinkSigner::from_env()?;
+    let store = Store::open(&settings.store).await?;
+    let listener = TcpListener::bind(settings.web.bind)
+        .await
+        .with_context(|| format!("failed to listen on {}", settings.web.bind))?;
+    println!(
+        "answer pages on http://{} (links say {}); Ctrl-C stops",
+        settings.web.bind, settings.web.base_url
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    web::serve(listener, WebState::new(&settings, store, signer), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `touchpoint outbox`: lists rows, or settles one.
+pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(key), Some(resolution)) = (&args.resolve, args.resolution) {
+        let store = Store::open(&settings.store).await?;
+        let resolution = match resolution {
+            ResolutionArg::Sent => Resolution::Sent,
+            ResolutionArg::Retry => Resolution::Retry,
+            ResolutionArg::Skipped => Resolution::Skipped,
+        };
+        if store.resolve(key, resolution).await? {
+            println!("settled {key}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("{key} is not in the sending state; nothing changed");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    let states: Vec<State> = match &args.state {
+        Some(name) => vec![State::parse(name).with_context(|| format!("{name:?} is not a state"))?],
+        None => Vec::new(),
+    };
+    let Some(store) = Store::open_read_only(&settings.store).await? else {
+        println!("there is no store yet: no survey email was recorded");
+        return Ok(ExitCode::SUCCESS);
+    };
+    for row in store.outbox(&states).await? {
+        println!(
+            "{:<17} {} {} {} (attempts {}){}{}",
+            row.state,
+            row.key,
+            mask::email(&row.recipient),
+            row.message_id
+                .as_deref()
+                .map_or(String::new(), |m| format!("<{m}>")),
+            row.attempts,
+            row.reason
+                .as_deref()
+                .map_or(String::new(), |r| format!("; {r}")),
+            row.last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!("; {e}")),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

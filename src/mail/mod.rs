@@ -1,0 +1,306 @@
+//! Delivery of survey emails: building the message and handing it to the configured backend.
+//!
+//! The backend is chosen once, at start-up: [`Mailer::Smtp`] (lettre, a connection pool,
+//! STARTTLS required by default, implicit TLS as an option, plain text only when explicitly
+//! allowed) or [`Mailer::File`], which writes each message as an `.eml` file and is the default
+//! so that nothing leaves the machine until SMTP is configured. Both run the same code up to the
+//! last step. What to send, and when, is the surveys module's business; this one only sends.
+//!
+//! SMTP replies are classified for the outbox: 4xx, lost connections, timeouts and TLS trouble
+//! are temporary (retried on a later cycle); 5xx replies are final. lettre does not say which
+//! command a reply answered, so a permanent reply that refuses a mailbox (550, 551 or 553, or
+//! an enhanced status 5.1.x) is taken as a hard bounce, and the address is suppressed. Server
+//! replies are logged and stored with any address in them masked. Credentials come from
+//! `TOUCHPOINT_SMTP_USERNAME` and `TOUCHPOINT_SMTP_PASSWORD` only and are never logged.
+
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
+use lettre::{AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use settings::{Backend, MailSettings, SmtpSettings, TlsMode};
+
+use crate::surveys::mask;
+
+pub const USERNAME_VARIABLE: &str = "TOUCHPOINT_SMTP_USERNAME";
+pub const PASSWORD_VARIABLE: &str = "TOUCHPOINT_SMTP_PASSWORD";
+
+/// Server replies longer than this are cut before they are logged or stored.
+const MAX_REPLY_CHARS: usize = 300;
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later (SMTP 4xx, network, timeout, TLS).
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// Final (SMTP 5xx). `bounce`: the server refused the recipient's mailbox.
+    #[error("permanent failure: {error}")]
+    Permanent { error: String, bounce: bool },
+}
+
+/// One survey email, ready to be built.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub to: Mailbox,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// Without angle brackets: `tp.<hash>@<sender domain>`.
+    pub message_id: String,
+    /// The one-click unsubscribe URL (RFC 8058).
+    pub unsubscribe_url: String,
+}
+
+/// The configured backend.
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Mailer {
+    /// Builds the backend the settings name, reading SMTP credentials from the environment.
+    pub fn new(settings: &MailSettings) -> anyhow::Result<Self> {
+        match &settings.backend {
+            Backend::File { dir } => Ok(Mailer::File(dir.clone())),
+            Backend::Smtp(smtp) => Ok(Mailer::Smtp(smtp_transport(smtp, credentials()?)?)),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Mailer::Smtp(_) => "SMTP".to_owned(),
+            Mailer::File(dir) => format!(".eml files in {}", dir.display()),
+        }
+    }
+
+    /// Sends one message; `file_stem` names the file of the file backend.
+    pub async fn send(&self, message: &Message, file_stem: &str) -> Result<(), SendError> {
+        match self {
+            Mailer::Smtp(transport) => transport
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(classify),
+            Mailer::File(dir) => write_eml(dir, file_stem, &message.formatted())
+                .await
+                .map_err(|e| SendError::Transient(format!("{e:#}"))),
+        }
+    }
+}
+
+/// Both SMTP variables, or neither.
+fn credentials() -> anyhow::Result<Option<Credentials>> {
+    let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        read(USERNAME_VARIABLE),
+        read(PASSWORD_VARIABLE).map(SecretString::from),
+    ) {
+        (Some(user), Some(password)) => Ok(Some(Credentials::new(
+            user,
+            password.expose_secret().to_owned(),
+        ))),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            anyhow::bail!("{USERNAME_VARIABLE} is set but {PASSWORD_VARIABLE} is not")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("{PASSWORD_VARIABLE} is set but {USERNAME_VARIABLE} is not")
+        }
+    }
+}
+
+fn smtp_transport(
+    smtp: &SmtpSettings,
+    credentials: Option<Credentials>,
+) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let tls = match smtp.tls {
+        TlsMode::StartTls => Tls::Required(tls_parameters(&smtp.host)?),
+        TlsMode::Implicit => Tls::Wrapper(tls_parameters(&smtp.host)?),
+        TlsMode::None => {
+            if !is_loopback(&smtp.host) {
+                tracing::warn!(
+                    smtp.host = %smtp.host,
+                    "SMTP without TLS to a host that is not loopback: mail crosses the network \
+                     in plain text"
+                );
+            }
+            Tls::None
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(smtp.timeout))
+        .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
+    }
+    Ok(builder.build())
+}
+
+fn tls_parameters(host: &str) -> anyhow::Result<TlsParameters> {
+    TlsParameters::new(host.to_owned())
+        .with_context(|| format!("failed to set up TLS for the SMTP server {host}"))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Builds the message: multipart/alternative (plain text, then HTML), RFC 2047 encoded
+/// headers where they are not ASCII, and the RFC 8058 one-click unsubscribe headers.
+pub fn build(settings: &MailSettings, email: &Outgoing) -> anyhow::Result<Message> {
+    let mut builder = Message::builder()
+        .from(settings.from.clone())
+        .to(email.to.clone())
+        .subject(email.subject.clone())
+        .message_id(Some(format!("<{}>", email.message_id)))
+        .header(ListUnsubscribe(format!("<{}>", email.unsubscribe_url)))
+        .header(ListUnsubscribePost);
+    if let Some(reply_to) = &settings.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            email.html.clone(),
+        ))
+        .context("failed to build a survey email")
+}
+
+/// `List-Unsubscribe: <https://...>`.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
+    }
+}
+
+fn classify(error: lettre::transport::smtp::Error) -> SendError {
+    let text = scrub(&error.to_string());
+    if !error.is_permanent() {
+        return SendError::Transient(text);
+    }
+    let code = error.status().map(|c| c.to_string()).unwrap_or_default();
+    let bounce = matches!(code.as_str(), "550" | "551" | "553") || text.contains(" 5.1.");
+    SendError::Permanent {
+        error: text,
+        bounce,
+    }
+}
+
+/// A server reply fit for logs: addresses masked, length capped.
+pub fn scrub(reply: &str) -> String {
+    let masked: Vec<String> = reply
+        .split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                mask::email(word.trim_matches(|c| c == '<' || c == '>' || c == ':'))
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect();
+    masked.join(" ").chars().take(MAX_REPLY_CHARS).collect()
+}
+
+/// Writes `bytes` to `dir/stem.eml` through a temporary file, so a reader never sees half a
+/// message.
+async fn write_eml(dir: &Path, stem: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("failed to create the folder {}", dir.display()))?;
+    let path = dir.join(format!("{stem}.eml"));
+    let partial = dir.join(format!(".{stem}.eml.partial"));
+    tokio::fs::write(&partial, bytes)
+        .await
+        .with_context(|| format!("failed to write {}", partial.display()))?;
+    tokio::fs::rename(&partial, &path)
+        .await
+        .with_context(|| format!("failed to move the email into {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_masked_before_they_are_logged() {
+        let reply = "permanent error (550): 5.1.1 <zoe.angstrom@example.com>: unknown user";
+        assert_eq!(
+            scrub(reply),
+            "permanent error (550): 5.1.1 z***@example.com unknown user"
+        );
+    }
+
+    #[test]
+    fn plain_text_smtp_must_be_allowed_explicitly() {
+        use crate::settings::Settings;
+        let env = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        let err =
+            Settings::load_from(None, env(&[("TOUCHPOINT__MAIL__SMTP__TLS", "none")])).unwrap_err();
+        assert_eq!(err.key, "mail.smtp.tls");
+        let ok = Settings::load_from(
+            None,
+            env(&[
+                ("TOUCHPOINT__MAIL__SMTP__TLS", "none"),
+                ("TOUCHPOINT__MAIL__SMTP__ALLOW_PLAINTEXT", "true"),
+            ]),
+        );
+        assert!(ok.is_ok());
+    }
+}

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{Account, AccountId, OwnerId, Rejected, SurveyResponse};
 use crate::pull::{self, Book, RowCounts};
@@ -169,17 +170,22 @@ pub struct Cycle<'a, S: Source> {
     /// The store; `None` in plan mode before any cycle created it.
     pub store: Option<&'a Store>,
     pub command: &'a str,
+    /// Asks the cycle to stop (the daemon is shutting down). It stops only at a safe point:
+    /// while it is still reading, or right after, before anything is stored; the run is then
+    /// recorded as interrupted. Once it has begun storing, it finishes. `None`: never asked.
+    pub stop: Option<&'a CancellationToken>,
 }
 
 impl<S: Source> Cycle<'_, S> {
     /// Runs the cycle as of `now`.
     pub async fn run(&self, now: DateTime<Utc>, mode: Mode) -> anyhow::Result<CycleReport> {
-        let scoring = &self.settings.scoring;
         let run_id = (mode == Mode::Act).then(new_run_id);
         self.begin(run_id.as_deref(), now).await?;
 
-        let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
-        let book = pull::pull(self.source, scoring, now, nps_since).await;
+        let Some(book) = self.pull_unless_stopped(now).await else {
+            let report = self.empty_report(mode, run_id, now, &Book::default());
+            return self.interrupted(report).await;
+        };
         let previous = match self.store {
             Some(store) => store.latest_scores().await?,
             None => HashMap::new(),
@@ -192,6 +198,10 @@ impl<S: Source> Cycle<'_, S> {
             report.reason = Some(reason);
             self.finish(&report).await?;
             return Ok(report);
+        }
+
+        if self.stop.is_some_and(CancellationToken::is_cancelled) {
+            return self.interrupted(report).await;
         }
 
         report.accounts = score_book(&book, self.settings, now, &previous);
@@ -218,6 +228,33 @@ impl<S: Source> Cycle<'_, S> {
                 None => held,
             });
         }
+        self.finish(&report).await?;
+        Ok(report)
+    }
+
+    /// Reads the book, unless a stop is asked for first: reading changes nothing, so it can be
+    /// abandoned at any point.
+    async fn pull_unless_stopped(&self, now: DateTime<Utc>) -> Option<Book> {
+        let lookback = TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
+        let pull = pull::pull(self.source, &self.settings.scoring, now, now - lookback);
+        let Some(stop) = self.stop else {
+            return Some(pull.await);
+        };
+        tokio::select! {
+            book = pull => Some(book),
+            () = stop.cancelled() => None,
+        }
+    }
+
+    /// Records a run that stopped before it stored anything.
+    async fn interrupted(&self, mut report: CycleReport) -> anyhow::Result<CycleReport> {
+        let reason = "asked to stop before anything was stored; the next run starts over";
+        tracing::warn!(
+            run.id = report.run_id.as_deref().unwrap_or("plan"),
+            "{reason}"
+        );
+        report.status = RunStatus::Interrupted;
+        report.reason = Some(reason.to_owned());
         self.finish(&report).await?;
         Ok(report)
     }
@@ -414,7 +451,8 @@ impl<S: Source> Cycle<'_, S> {
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });
-        let pulled = (report.status != RunStatus::Failed).then_some(report.accounts_pulled as u64);
+        let read_whole_book = matches!(report.status, RunStatus::Succeeded | RunStatus::Partial);
+        let pulled = read_whole_book.then_some(report.accounts_pulled as u64);
         store
             .finish_run(
                 run_id,

@@ -9,15 +9,19 @@
 //! - [`writeback`]: scores back to the CRM, only what changed.
 //! - [`tasks`]: follow-up tasks in the CRM, never duplicated.
 //! - [`cycle`]: pull, score, store, write back; `plan` does the same and changes nothing.
+//! - [`runs`]: the run history, as `touchpoint runs`, `/readyz` and `/metrics` read it.
+//! - [`daemon`]: `touchpoint run`: schedules, the scheduler lease, health, readiness, metrics.
 //! - [`sandbox`]: a CRM that speaks the contract, for the demo, the tests and benchmarks.
 //! - [`demo`]: the out-of-the-box demo.
 //! - [`cli`]: the commands a person types.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up, and masking of people's details in logs.
 pub mod cli;
 pub mod cycle;
+pub mod daemon;
 pub mod demo;
 pub mod model;
 pub mod pull;
+pub mod runs;
 pub mod sandbox;
 pub mod scoring;
 pub mod settings;

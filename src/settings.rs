@@ -42,6 +42,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::daemon::settings::{DaemonSettings, HttpSettings, RawDaemonSettings, RawHttpSettings};
 use crate::scoring::{RawScoringConfig, ScoringConfig};
 use crate::tasks::{RawTaskSettings, TaskSettings};
 
@@ -61,6 +62,8 @@ pub struct Settings {
     pub writeback: WritebackSettings,
     pub cycle: CycleSettings,
     pub log: LogSettings,
+    pub daemon: DaemonSettings,
+    pub http: HttpSettings,
 }
 
 /// Where the book is read from.
@@ -127,6 +130,8 @@ struct RawSettings {
     writeback: RawWriteback,
     cycle: RawCycle,
     log: RawLog,
+    daemon: RawDaemonSettings,
+    http: RawHttpSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +240,8 @@ impl Settings {
                 min_book_share: share("cycle.min_book_share", raw.cycle.min_book_share)?,
             },
             log: log_settings(raw.log)?,
+            daemon: DaemonSettings::from_raw(raw.daemon)?,
+            http: HttpSettings::from_raw(raw.http)?,
         })
     }
 

@@ -42,6 +42,8 @@ pub enum RunStatus {
     Partial,
     /// A list could not be read (or came back incomplete): nothing was scored or written.
     Failed,
+    /// Stopped before anything was stored (the daemon was shutting down, or died mid-run).
+    Interrupted,
 }
 
 impl RunStatus {
@@ -51,6 +53,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod progress;
 mod report;
+mod runs;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::cycle::{Cycle, CycleReport, Mode};
+use crate::daemon::{self, Daemon};
 use crate::demo;
 use crate::sandbox::SandboxArgs;
 use crate::settings::{Settings, SourceKind};
@@ -42,6 +44,10 @@ pub enum Command {
     Cycle(RunArgs),
     /// Show everything a cycle would do, and why, without changing anything anywhere.
     Plan(RunArgs),
+    /// Run the daemon: scheduled jobs, /healthz, /readyz and /metrics, until SIGTERM or Ctrl-C.
+    Run,
+    /// Print the run history: start, end, duration, status, counts and reason of each run.
+    Runs(RunsArgs),
     /// Print the receipt of an account's latest score and the history behind it.
     Explain {
         /// The CRM id of the account.
@@ -74,6 +80,18 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many of the latest runs to print.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub last: u32,
+    /// Print this one run in full, with every record it rejected and why.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Accounts in the demo's generated book.
     #[arg(long, default_value_t = 3000)]
@@ -91,6 +109,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => check_config(cli.config),
         Command::Cycle(args) => run_cycle(cli.config, args, Mode::Act).await,
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
+        Command::Run => run_daemon(cli.config).await,
+        Command::Runs(args) => runs::print(load(cli.config)?, &args).await,
         Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
         Command::ReleaseBreaker => release_breaker(cli.config).await,
         Command::Sandbox(args) => run_sandbox(args).await,
@@ -199,6 +219,7 @@ pub async fn cycle_with_token(
                 crm: Some(&client),
                 store,
                 command,
+                stop: None,
             };
             progress::while_running(show_progress, &client, cycle.run(now, mode)).await
         }
@@ -210,6 +231,7 @@ pub async fn cycle_with_token(
                 crm: None,
                 store,
                 command,
+                stop: None,
             };
             cycle.run(now, mode).await
         }
@@ -223,7 +245,7 @@ pub fn render_summary(report: &CycleReport) -> String {
 
 fn exit_code(report: &CycleReport) -> ExitCode {
     match report.status {
-        RunStatus::Failed => ExitCode::FAILURE,
+        RunStatus::Failed | RunStatus::Interrupted => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     }
 }
@@ -249,6 +271,13 @@ async fn explain(
         Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
         Output::Text => print!("{}", report::render_explained(&explained)?),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    let stop = daemon::stop_on_signals()?;
+    Daemon::new(settings).await?.run(stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 

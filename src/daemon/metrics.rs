@@ -136,13 +136,13 @@ impl Metrics {
             let labels = StatusLabels {
                 status: status.to_owned(),
             };
-            self.cycles.get_or_create(&labels);
+            self.cycles.get_or_create_owned(&labels);
         }
         for band in BANDS {
             let labels = BandLabels {
                 band: band.to_owned(),
             };
-            self.accounts.get_or_create(&labels);
+            self.accounts.get_or_create_owned(&labels);
         }
     }
 
@@ -151,7 +151,7 @@ impl Metrics {
         let labels = JobLabels {
             job: job.to_owned(),
         };
-        self.job_skipped.get_or_create(&labels);
+        self.job_skipped.get_or_create_owned(&labels);
     }
 
     fn register_own(&self) {

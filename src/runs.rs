@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::store::{Store, timestamp};
+use crate::store::{Store, precise_timestamp};
 
 /// A `SELECT` of every column a [`RunRecord`] needs, followed by the rest of the query.
 macro_rules! select_runs {
@@ -198,7 +198,7 @@ impl Store {
              WHERE status = 'running' AND command = $1",
         )
         .bind(command)
-        .bind(timestamp(now))
+        .bind(precise_timestamp(now))
         .execute(self.pool())
         .await
         .context("failed to mark unfinished runs as interrupted")?;

@@ -14,7 +14,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -61,7 +61,7 @@ impl Schedule {
 
     /// The first fire time strictly after `at`.
     pub fn next_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = at.with_timezone(&self.zone);
+        let local = whole_second(at).with_timezone(&self.zone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
@@ -75,6 +75,7 @@ impl Schedule {
     /// on the first second after. So this steps back to a fire time and then walks forward,
     /// and the answer is always an instant the forward schedule really fires at.
     pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let at = whole_second(at);
         let local = at.with_timezone(&self.zone);
         let back = self.cron.find_previous_occurrence(&local, true).ok()?;
         if at.signed_duration_since(back.with_timezone(&Utc)) > TimeDelta::days(LOOK_BACK_DAYS) {
@@ -99,6 +100,12 @@ impl FromStr for Schedule {
     }
 }
 
+/// `at` without its fraction of a second. The cron library carries a start time's fraction
+/// into the times it finds, and fire times must be whole seconds to compare as equal.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
+}
+
 /// The parser options tokio-cron-scheduler uses: seconds required, and a day-of-month and a
 /// day-of-week that must both match when both are given.
 fn parser() -> CronParser {
@@ -110,7 +117,7 @@ fn parser() -> CronParser {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{NaiveDate, Timelike};
+    use chrono::NaiveDate;
 
     use super::*;
 
@@ -151,6 +158,23 @@ mod tests {
         let five_fields = Schedule::from_str("0 6 * * *").unwrap_err();
         assert!(five_fields.contains("six fields"), "{five_fields}");
         assert!(Schedule::from_str("0 0 25 * * *").is_err(), "hour 25");
+    }
+
+    #[test]
+    fn fire_times_are_whole_seconds_whatever_the_instant_asked_about() {
+        let every_two = Schedule::from_str("*/2 * * * * *").expect("six fields");
+        let at = utc("2025-06-02T10:00:03.250Z");
+
+        assert_eq!(
+            every_two.last_at_or_before(at),
+            Some(utc("2025-06-02T10:00:02Z"))
+        );
+        assert_eq!(every_two.next_after(at), Some(utc("2025-06-02T10:00:04Z")));
+        let later = at + TimeDelta::milliseconds(600);
+        assert_eq!(
+            every_two.last_at_or_before(later),
+            every_two.last_at_or_before(at)
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
 
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
+    daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
     println!("configuration is valid");
     println!("  source: {}", describe_source(&settings));
     println!("  store: {}", settings.store.path.display());
@@ -145,6 +146,7 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "off"
         }
     );
+    describe_daemon(&settings);
     if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
         println!(
             "  warning: {} is not set; cycle and plan need it",
@@ -152,6 +154,32 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what `touchpoint run` would schedule and serve.
+fn describe_daemon(settings: &Settings) {
+    let daemon = &settings.daemon;
+    println!(
+        "  daemon: schedules in {}, HTTP on {}, lease {} s",
+        daemon.timezone,
+        settings.http.listen,
+        daemon.lease_ttl.as_secs()
+    );
+    for (name, job) in &daemon.jobs {
+        let next = job
+            .schedule
+            .next_after(Utc::now())
+            .map_or("never".to_owned(), crate::store::timestamp);
+        let state = if job.enabled {
+            "next at"
+        } else {
+            "off; would run at"
+        };
+        println!(
+            "    {name}: \"{}\", {state} {next}",
+            job.schedule.expression()
+        );
+    }
 }
 
 fn describe_source(settings: &Settings) -> String {
@@ -175,6 +203,16 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
         Mode::Act => Some(Store::open(&settings.store).await?),
         Mode::Plan => Store::open_read_only(&settings.store).await?,
     };
+    if mode == Mode::Act
+        && let Some(store) = &store
+        && let Some(holder) = daemon::lease::active_holder(store).await?
+    {
+        anyhow::bail!(
+            "a daemon ({holder}) is scheduling cycles on {}; stop it first, or use \
+             `touchpoint plan`, which changes nothing",
+            settings.store.path.display()
+        );
+    }
     let command = if mode == Mode::Act { "cycle" } else { "plan" };
     let report = cycle_once(&settings, store.as_ref(), command, now, mode).await?;
 

@@ -93,6 +93,16 @@ impl Lease {
     }
 }
 
+/// The instance holding the scheduler lease now, if any: `touchpoint cycle` refuses to run
+/// beside an active daemon, whose own cycles would race it.
+pub async fn active_holder(store: &Store) -> anyhow::Result<Option<String>> {
+    let Some((holder, expires_at)) = store.lease_holder(SCHEDULER).await? else {
+        return Ok(None);
+    };
+    let live = DateTime::parse_from_rfc3339(&expires_at).is_ok_and(|at| at > Utc::now());
+    Ok(live.then_some(holder))
+}
+
 impl Store {
     /// Takes the lease `name` for `holder` until `until`, if it is free, expired or already
     /// held by `holder`. True when `holder` holds it afterwards.

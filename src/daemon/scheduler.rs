@@ -468,6 +468,11 @@ fn log_summary(name: &str, due: DateTime<Utc>, outcome: &JobOutcome, took: std::
     }
 }
 
+/// Checks that every job has a schedule and every schedule a job (for `check-config`).
+pub fn check_jobs(jobs: &[Arc<dyn Job>], settings: &Settings) -> Result<(), ConfigError> {
+    pair_jobs(jobs, settings).map(|_| ())
+}
+
 fn pair_jobs(
     jobs: &[Arc<dyn Job>],
     settings: &Settings,

@@ -524,25 +524,35 @@ impl Store {
         job: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<DateTime<Utc>> {
-        let now_text = timestamp(now);
+        if let Some(covered) = self.job_last_due(job).await? {
+            return Ok(covered);
+        }
         sqlx::query(
             "INSERT INTO job_state (job, last_due, updated_at) VALUES ($1, $2, $2)
              ON CONFLICT (job) DO NOTHING",
         )
         .bind(job)
-        .bind(&now_text)
+        .bind(timestamp(now))
         .execute(self.pool())
         .await
         .with_context(|| format!("failed to register job {job}"))?;
-        let (last_due,): (String,) =
+        let covered = self.job_last_due(job).await?;
+        covered.with_context(|| format!("job {job} was registered but cannot be read back"))
+    }
+
+    async fn job_last_due(&self, job: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let row: Option<(String,)> =
             sqlx::query_as("SELECT last_due FROM job_state WHERE job = $1")
                 .bind(job)
-                .fetch_one(self.pool())
+                .fetch_optional(self.pool())
                 .await
                 .with_context(|| format!("failed to read the state of job {job}"))?;
+        let Some((last_due,)) = row else {
+            return Ok(None);
+        };
         let covered = DateTime::parse_from_rfc3339(&last_due)
             .with_context(|| format!("job {job} has an unreadable last_due {last_due:?}"))?;
-        Ok(covered.with_timezone(&Utc))
+        Ok(Some(covered.with_timezone(&Utc)))
     }
 
     /// Records a finished run; the covered fire time only ever moves forward.
@@ -570,5 +580,106 @@ impl Store {
         .await
         .with_context(|| format!("failed to record a run of job {job}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+
+    struct Idle;
+
+    impl Job for Idle {
+        fn name(&self) -> &'static str {
+            "idle"
+        }
+
+        fn run<'a>(&'a self, _: &'a JobContext) -> BoxFuture<'a, anyhow::Result<JobOutcome>> {
+            Box::pin(async { Ok(JobOutcome::new(JobStatus::Succeeded, "nothing")) })
+        }
+    }
+
+    fn scheduled() -> Scheduled {
+        Scheduled {
+            job: Arc::new(Idle),
+            schedule: "*/2 * * * * *".parse().expect("a schedule"),
+            state: Mutex::default(),
+        }
+    }
+
+    fn second(n: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000 + n, 0).expect("a time")
+    }
+
+    #[test]
+    fn a_fire_time_runs_once_and_a_tick_during_the_run_is_skipped_not_queued() {
+        let job = scheduled();
+
+        assert!(matches!(job.claim(second(0)), Claim::Run));
+        assert!(
+            matches!(job.claim(second(0)), Claim::Nothing),
+            "already running"
+        );
+        let overlap = job.claim(second(2));
+        assert!(matches!(overlap, Claim::Overlap { running } if running == second(0)));
+        assert!(
+            matches!(job.claim(second(2)), Claim::Nothing),
+            "logged once"
+        );
+
+        job.finished(second(0), true);
+        assert!(matches!(job.claim(second(0)), Claim::Nothing), "done");
+        assert!(
+            matches!(job.claim(second(2)), Claim::Nothing),
+            "skipped, not run late"
+        );
+        assert!(
+            matches!(job.claim(second(4)), Claim::Run),
+            "the next tick runs"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_leaves_its_fire_time_to_run_again() {
+        let job = scheduled();
+        assert!(matches!(job.claim(second(0)), Claim::Run));
+
+        job.finished(second(0), false);
+
+        assert!(matches!(job.claim(second(0)), Claim::Run));
+    }
+
+    #[tokio::test]
+    async fn the_covered_fire_time_starts_at_first_sight_and_only_moves_forward() {
+        let dir = tempfile::TempDir::new().expect("a temporary folder");
+        let settings = crate::settings::StoreSettings {
+            path: dir.path().join("jobs.db"),
+            busy_timeout: std::time::Duration::from_secs(5),
+        };
+        let store = Store::open(&settings).await.expect("the store opens");
+        let record = |due: DateTime<Utc>| JobRunRecord {
+            due,
+            run_id: None,
+            status: "succeeded".into(),
+            started_at: due,
+            finished_at: due,
+            duration_ms: 1,
+        };
+
+        let first = store.job_covered("idle", second(10)).await.expect("state");
+        assert_eq!(first, second(10), "met now: covered up to now");
+        store
+            .record_job_run("idle", &record(second(20)))
+            .await
+            .expect("recorded");
+        store
+            .record_job_run("idle", &record(second(15)))
+            .await
+            .expect("recorded");
+
+        let covered = store.job_covered("idle", second(30)).await.expect("state");
+        assert_eq!(covered, second(20));
     }
 }

@@ -123,11 +123,11 @@ async fn sigterm_mid_cycle_exits_cleanly_and_a_restart_writes_nothing_twice() {
         delay_ms: 250,
         ..Faults::default()
     });
-    wait_for("a cycle in flight", Some(&first), || async {
+    let slowed_at = chrono::Utc::now();
+    wait_for("a slow cycle in flight", Some(&first), || async {
         let runs = world.runs().await;
-        runs.last()
-            .filter(|run| run.status == "running")
-            .map(|_| ())
+        let last = runs.last()?;
+        (last.status == "running" && last.started_at > slowed_at).then_some(())
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;

@@ -1,15 +1,17 @@
 //! When jobs run: never on top of themselves, and a run missed while the daemon was down is
 //! caught up once at start-up.
 
-use chrono::{TimeDelta, Utc};
+use chrono::{TimeDelta, Timelike, Utc};
 use touchpoint::daemon::scheduler::JobRunRecord;
 use touchpoint::sandbox::Faults;
 use touchpoint::store::Store;
 
 use crate::helpers::{World, wait_for, with_status};
 
-/// Daily at 03:00 UTC: a schedule that does not fire during a test.
-const DAILY: &str = "0 0 3 * * *";
+/// Daily, twelve hours from now: a schedule that does not fire during a test.
+fn daily() -> String {
+    format!("0 0 {} * * *", (Utc::now().hour() + 12) % 24)
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_cycle_is_not_overlapped_by_the_next_ticks() {
@@ -70,7 +72,11 @@ async fn a_run_missed_while_the_daemon_was_down_is_caught_up_once_at_start_up() 
         .record_job_run("pull_and_score", &record)
         .await
         .expect("an old run is recorded");
-    let schedule = ("TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE", DAILY);
+    let daily = daily();
+    let schedule = (
+        "TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE",
+        daily.as_str(),
+    );
     let mut daemon = world.daemon(&[schedule]).await;
 
     wait_for("the catch-up run", Some(&daemon), || async {
@@ -78,7 +84,7 @@ async fn a_run_missed_while_the_daemon_was_down_is_caught_up_once_at_start_up() 
         (!with_status(&runs, &["succeeded"]).is_empty()).then_some(())
     })
     .await;
-    // Three days of missed 03:00 runs, and several heartbeats later: still one run.
+    // Three days of missed daily runs, and several heartbeats later: still one run.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let runs = world.runs().await;
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -96,7 +102,11 @@ async fn a_run_missed_while_the_daemon_was_down_is_caught_up_once_at_start_up() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_start_runs_nothing_before_the_first_fire_time() {
     let world = World::new(50).await;
-    let schedule = ("TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE", DAILY);
+    let daily = daily();
+    let schedule = (
+        "TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE",
+        daily.as_str(),
+    );
     let mut daemon = world.daemon(&[schedule]).await;
 
     wait_for("the daemon to become active", Some(&daemon), || async {

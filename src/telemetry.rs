@@ -16,16 +16,12 @@ const QUIET_SCHEDULER: &str = "tokio_cron_scheduler=warn";
 /// Installs the global subscriber. Later calls (tests, the demo's in-process sandbox) are
 /// ignored rather than failing.
 pub fn init(settings: &LogSettings) {
-    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+    let from_environment = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
-        .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| settings.level.clone());
-    let directives = if directives.contains("tokio_cron_scheduler") {
-        directives
-    } else {
-        format!("{directives},{QUIET_SCHEDULER}")
-    };
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+        .and_then(|directives| filter(&directives));
+    let filter = from_environment
+        .or_else(|| filter(&settings.level))
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -34,6 +30,20 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// A filter from `directives`, quieting the scheduler library unless they mention it.
+fn filter(directives: &str) -> Option<EnvFilter> {
+    let directives = directives.trim();
+    if directives.is_empty() {
+        return None;
+    }
+    let directives = if directives.contains("tokio_cron_scheduler") {
+        directives.to_owned()
+    } else {
+        format!("{directives},{QUIET_SCHEDULER}")
+    };
+    EnvFilter::try_new(directives).ok()
 }
 
 /// Defaults for commands that run before (or without) a configuration.

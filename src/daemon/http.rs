@@ -50,26 +50,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let now = Utc::now();
-    let role = if state.lease.is_held() {
-        "active"
-    } else {
-        "standby"
-    };
-    let read = async {
-        let last = state.store.last_finished_run().await?;
-        let success = state.store.last_successful_run().await?;
-        anyhow::Ok((last, success))
-    };
-    let (verdict, last) = match read.await {
-        Ok((last, success)) => {
-            let bounds = Bounds {
-                max_age: state.ready_max_cycle_age,
-                started_at: state.started_at,
-            };
-            (judge(last.as_ref(), success.as_ref(), &bounds, now), last)
-        }
-        Err(e) => (Err(format!("the store does not answer: {e:#}")), None),
-    };
+    let (verdict, last) = verdict(&state, now).await;
     let last_cycle = last.map(|run| {
         json!({
             "run_id": run.id,
@@ -78,17 +59,41 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
             "age_secs": run.finished_at.map(|at| (now - at).num_seconds()),
         })
     });
-    let (status, reason) = match &verdict {
-        Ok(()) => (StatusCode::OK, None),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Some(reason.clone())),
+    let role = if state.lease.is_held() {
+        "active"
+    } else {
+        "standby"
+    };
+    let status = match verdict {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let body = json!({
         "ready": verdict.is_ok(),
-        "reason": reason,
+        "reason": verdict.err(),
         "role": role,
         "last_cycle": last_cycle,
     });
     (status, Json(body)).into_response()
+}
+
+/// Reads the run history and judges it; a store that does not answer is not ready.
+async fn verdict(state: &HttpState, now: DateTime<Utc>) -> (Result<(), String>, Option<RunRecord>) {
+    let read = async {
+        let last = state.store.last_finished_run().await?;
+        let success = state.store.last_successful_run().await?;
+        anyhow::Ok((last, success))
+    };
+    match read.await {
+        Ok((last, success)) => {
+            let bounds = Bounds {
+                max_age: state.ready_max_cycle_age,
+                started_at: state.started_at,
+            };
+            (judge(last.as_ref(), success.as_ref(), &bounds, now), last)
+        }
+        Err(e) => (Err(format!("the store does not answer: {e:#}")), None),
+    }
 }
 
 /// The limits `/readyz` holds the run history to.

@@ -128,10 +128,11 @@ impl Daemon {
             started_at: Utc::now(),
         };
         let app = http::app(state, self.routers);
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
-        let server = tokio::spawn(server);
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
 
         scheduler.run_until_stopped().await;
         tracing::info!("stopping: no new job runs; waiting for the work in flight");

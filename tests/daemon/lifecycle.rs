@@ -51,6 +51,14 @@ async fn scheduled_cycles_show_in_the_run_history_the_metrics_and_the_logs() {
         "the summary names the run"
     );
 
+    let by_hand = world.command(&["cycle"]);
+    let said = String::from_utf8_lossy(&by_hand.stderr);
+    assert!(
+        !by_hand.status.success(),
+        "a manual cycle beside the daemon: {said}"
+    );
+    assert!(said.contains("is scheduling cycles"), "{said}");
+
     let status = daemon.terminate().await;
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
 }

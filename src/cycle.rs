@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{Account, AccountId, OwnerId, Rejected, SurveyResponse};
 use crate::pull::{self, Book, RowCounts};
@@ -175,18 +176,24 @@ pub struct Cycle<'a, S: Source> {
     /// The mail backend and link signer; `None` sends no survey (a plan never does).
     pub delivery: Option<&'a Delivery>,
     pub command: &'a str,
+    /// Asks the cycle to stop (the daemon is shutting down). It stops only at a safe point:
+    /// while it is still reading, or right after, before anything is stored; the run is then
+    /// recorded as interrupted. Once it has begun storing, it finishes. `None`: never asked.
+    pub stop: Option<&'a CancellationToken>,
 }
 
 impl<S: Source> Cycle<'_, S> {
     /// Runs the cycle as of `now`.
     pub async fn run(&self, now: DateTime<Utc>, mode: Mode) -> anyhow::Result<CycleReport> {
-        let scoring = &self.settings.scoring;
         let run_id = (mode == Mode::Act).then(new_run_id);
         self.begin(run_id.as_deref(), now).await?;
 
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
         let step = Instant::now();
-        let mut book = pull::pull(self.source, scoring, now, nps_since).await;
+        let Some(mut book) = self.pull_unless_stopped(now, nps_since).await else {
+            let report = self.empty_report(mode, run_id, now, &Book::default());
+            return self.interrupted(report).await;
+        };
         self.fold_local(&mut book, (nps_since, now)).await?;
         tracing::info!(
             accounts = book.accounts.len(),
@@ -206,6 +213,10 @@ impl<S: Source> Cycle<'_, S> {
             report.reason = Some(reason);
             self.finish(&report).await?;
             return Ok(report);
+        }
+
+        if self.stop.is_some_and(CancellationToken::is_cancelled) {
+            return self.interrupted(report).await;
         }
 
         let step = Instant::now();
@@ -305,6 +316,36 @@ impl<S: Source> Cycle<'_, S> {
             now,
         };
         run.run(book, run_id).await
+    }
+
+    /// Reads the book, unless a stop is asked for first: reading changes nothing, so it can be
+    /// abandoned at any point.
+    async fn pull_unless_stopped(
+        &self,
+        now: DateTime<Utc>,
+        nps_since: DateTime<Utc>,
+    ) -> Option<Book> {
+        let pull = pull::pull(self.source, &self.settings.scoring, now, nps_since);
+        let Some(stop) = self.stop else {
+            return Some(pull.await);
+        };
+        tokio::select! {
+            book = pull => Some(book),
+            () = stop.cancelled() => None,
+        }
+    }
+
+    /// Records a run that stopped before it stored anything.
+    async fn interrupted(&self, mut report: CycleReport) -> anyhow::Result<CycleReport> {
+        let reason = "asked to stop before anything was stored; the next run starts over";
+        tracing::warn!(
+            run.id = report.run_id.as_deref().unwrap_or("plan"),
+            "{reason}"
+        );
+        report.status = RunStatus::Interrupted;
+        report.reason = Some(reason.to_owned());
+        self.finish(&report).await?;
+        Ok(report)
     }
 
     async fn begin(&self, run_id: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -532,7 +573,8 @@ impl<S: Source> Cycle<'_, S> {
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });
-        let pulled = (report.status != RunStatus::Failed).then_some(report.accounts_pulled as u64);
+        let read_whole_book = matches!(report.status, RunStatus::Succeeded | RunStatus::Partial);
+        let pulled = read_whole_book.then_some(report.accounts_pulled as u64);
         store
             .finish_run(
                 run_id,

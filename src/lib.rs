@@ -12,16 +12,20 @@
 //! - [`mail`]: survey emails over SMTP or into `.eml` files.
 //! - [`web`]: the answer and unsubscribe pages the survey links open.
 //! - [`cycle`]: pull, score, store, write back; `plan` does the same and changes nothing.
+//! - [`runs`]: the run history, as `touchpoint runs`, `/readyz` and `/metrics` read it.
+//! - [`daemon`]: `touchpoint run`: schedules, the scheduler lease, health, readiness, metrics.
 //! - [`sandbox`]: a CRM that speaks the contract, for the demo, the tests and benchmarks.
 //! - [`demo`]: the out-of-the-box demo.
 //! - [`cli`]: the commands a person types.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up, and masking of people's details in logs.
 pub mod cli;
 pub mod cycle;
+pub mod daemon;
 pub mod demo;
 pub mod mail;
 pub mod model;
 pub mod pull;
+pub mod runs;
 pub mod sandbox;
 pub mod scoring;
 pub mod settings;

@@ -86,7 +86,7 @@ impl Book {
             record.id = rejected.record_id.as_deref().unwrap_or("?"),
             account.id = rejected.account_id.as_deref().unwrap_or("?"),
             "skipped a record: {}",
-            rejected.reason
+            crate::telemetry::mask_emails_in(&rejected.reason)
         );
         self.rejected.push(rejected);
     }

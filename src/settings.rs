@@ -44,6 +44,7 @@ use url::Url;
 
 use std::sync::Arc;
 
+use crate::daemon::settings::{DaemonSettings, HttpSettings, RawDaemonSettings, RawHttpSettings};
 use crate::mail::settings::{MailSettings, RawMailSettings};
 use crate::scoring::{RawScoringConfig, ScoringConfig};
 use crate::surveys::settings::{RawSurveySettings, SurveySettings};
@@ -72,6 +73,8 @@ pub struct Settings {
     pub writeback: WritebackSettings,
     pub cycle: CycleSettings,
     pub log: LogSettings,
+    pub daemon: DaemonSettings,
+    pub http: HttpSettings,
 }
 
 /// Where the book is read from.
@@ -141,6 +144,8 @@ struct RawSettings {
     writeback: RawWriteback,
     cycle: RawCycle,
     log: RawLog,
+    daemon: RawDaemonSettings,
+    http: RawHttpSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +262,8 @@ impl Settings {
                 min_book_share: share("cycle.min_book_share", raw.cycle.min_book_share)?,
             },
             log: log_settings(raw.log)?,
+            daemon: DaemonSettings::from_raw(raw.daemon)?,
+            http: HttpSettings::from_raw(raw.http)?,
         })
     }
 

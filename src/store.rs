@@ -45,6 +45,8 @@ pub enum RunStatus {
     Partial,
     /// A list could not be read (or came back incomplete): nothing was scored or written.
     Failed,
+    /// Stopped before anything was stored (the daemon was shutting down, or died mid-run).
+    Interrupted,
 }
 
 impl RunStatus {
@@ -54,6 +56,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -136,6 +139,12 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A timestamp with milliseconds, for the start and end of runs, whose durations are often
+/// under a second.
+pub fn precise_timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 impl Store {
     /// The connection pool, for the modules that keep their own tables here (the task ledger).
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -192,7 +201,7 @@ impl Store {
         )
         .bind(&run.id)
         .bind(&run.command)
-        .bind(timestamp(run.started_at))
+        .bind(precise_timestamp(run.started_at))
         .bind(timestamp(run.as_of))
         .bind(RunStatus::Running.as_str())
         .bind(&run.config_version)
@@ -216,7 +225,7 @@ impl Store {
              summary = $6 WHERE id = $1",
         )
         .bind(run_id)
-        .bind(timestamp(Utc::now()))
+        .bind(precise_timestamp(Utc::now()))
         .bind(status.as_str())
         .bind(reason)
         .bind(accounts_pulled.map(|n| n as i64))

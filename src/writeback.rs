@@ -100,9 +100,15 @@ pub async fn write_back(
         attempted: items.len(),
         ..WritebackReport::default()
     };
-    let batches: Vec<&[HealthItem]> = items.chunks(settings.batch_size).collect();
+    // Batches travel as index ranges: a future that borrows a slice handed to the closure
+    // would not be `Send` for every lifetime, and the daemon runs cycles on spawned tasks.
+    let items = &items;
+    let batches = (0..items.len()).step_by(settings.batch_size.max(1));
     let mut answers = stream::iter(batches)
-        .map(|batch| async move { (batch, put_batch(client, batch).await) })
+        .map(|start| async move {
+            let batch = &items[start..items.len().min(start + settings.batch_size.max(1))];
+            (batch, put_batch(client, batch).await)
+        })
         .buffer_unordered(settings.concurrency);
 
     while let Some((batch, answer)) = answers.next().await {

@@ -5,6 +5,7 @@
 
 mod progress;
 mod report;
+mod runs;
 mod surveys;
 
 use std::io::IsTerminal;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::cycle::{Cycle, CycleReport, Mode};
+use crate::daemon::{self, Daemon};
 use crate::demo;
 use crate::sandbox::SandboxArgs;
 use crate::settings::{Settings, SourceKind};
@@ -45,6 +47,10 @@ pub enum Command {
     Cycle(RunArgs),
     /// Show everything a cycle would do, and why, without changing anything anywhere.
     Plan(RunArgs),
+    /// Run the daemon: scheduled jobs, /healthz, /readyz and /metrics, until SIGTERM or Ctrl-C.
+    Run,
+    /// Print the run history: start, end, duration, status, counts and reason of each run.
+    Runs(RunsArgs),
     /// Print the receipt of an account's latest score and the history behind it.
     Explain {
         /// The CRM id of the account.
@@ -84,6 +90,18 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many of the latest runs to print.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub last: u32,
+    /// Print this one run in full, with every record it rejected and why.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Accounts in the demo's generated book.
     #[arg(long, default_value_t = 3000)]
@@ -101,6 +119,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => check_config(cli.config),
         Command::Cycle(args) => run_cycle(cli.config, args, Mode::Act).await,
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
+        Command::Run => run_daemon(cli.config).await,
+        Command::Runs(args) => runs::print(load(cli.config)?, &args).await,
         Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
         Command::ReleaseBreaker => release_breaker(cli.config).await,
         Command::Preview(args) => surveys::preview(load(cli.config)?, &args).await,
@@ -123,6 +143,7 @@ pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
 
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
+    daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
     println!("configuration is valid");
     println!("  source: {}", describe_source(&settings));
     println!("  store: {}", settings.store.path.display());
@@ -158,6 +179,7 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             crate::surveys::token::SECRET_VARIABLE
         );
     }
+    describe_daemon(&settings);
     if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
         println!(
             "  warning: {} is not set; cycle and plan need it",
@@ -165,6 +187,32 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what `touchpoint run` would schedule and serve.
+fn describe_daemon(settings: &Settings) {
+    let daemon = &settings.daemon;
+    println!(
+        "  daemon: schedules in {}, HTTP on {}, lease {} s",
+        daemon.timezone,
+        settings.http.listen,
+        daemon.lease_ttl.as_secs()
+    );
+    for (name, job) in &daemon.jobs {
+        let next = job
+            .schedule
+            .next_after(Utc::now())
+            .map_or("never".to_owned(), crate::store::timestamp);
+        let state = if job.enabled {
+            "next at"
+        } else {
+            "off; would run at"
+        };
+        println!(
+            "    {name}: \"{}\", {state} {next}",
+            job.schedule.expression()
+        );
+    }
 }
 
 fn describe_source(settings: &Settings) -> String {
@@ -188,6 +236,16 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
         Mode::Act => Some(Store::open(&settings.store).await?),
         Mode::Plan => Store::open_read_only(&settings.store).await?,
     };
+    if mode == Mode::Act
+        && let Some(store) = &store
+        && let Some(holder) = daemon::lease::active_holder(store).await?
+    {
+        anyhow::bail!(
+            "a daemon ({holder}) is scheduling cycles on {}; stop it first, or use \
+             `touchpoint plan`, which changes nothing",
+            settings.store.path.display()
+        );
+    }
     let command = if mode == Mode::Act { "cycle" } else { "plan" };
     let report = cycle_once(&settings, store.as_ref(), command, now, mode).await?;
 
@@ -265,6 +323,7 @@ pub async fn cycle_with_secrets(
                 store,
                 delivery: delivery.as_ref(),
                 command,
+                stop: None,
             };
             progress::while_running(show_progress, &client, cycle.run(now, mode)).await
         }
@@ -277,6 +336,7 @@ pub async fn cycle_with_secrets(
                 store,
                 delivery: delivery.as_ref(),
                 command,
+                stop: None,
             };
             cycle.run(now, mode).await
         }
@@ -290,7 +350,7 @@ pub fn render_summary(report: &CycleReport) -> String {
 
 fn exit_code(report: &CycleReport) -> ExitCode {
     match report.status {
-        RunStatus::Failed => ExitCode::FAILURE,
+        RunStatus::Failed | RunStatus::Interrupted => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     }
 }
@@ -316,6 +376,13 @@ async fn explain(
         Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
         Output::Text => print!("{}", report::render_explained(&explained)?),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_daemon(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = load(config)?;
+    let stop = daemon::stop_on_signals()?;
+    Daemon::new(settings).await?.run(stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 

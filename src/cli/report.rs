@@ -24,7 +24,7 @@ const REJECTIONS_SHOWN: usize = 20;
 pub fn render(report: &CycleReport, detail: Detail) -> String {
     let mut out = String::new();
     header(&mut out, report);
-    if report.status == RunStatus::Failed {
+    if matches!(report.status, RunStatus::Failed | RunStatus::Interrupted) {
         return out;
     }
     book(&mut out, report);

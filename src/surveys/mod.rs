@@ -172,8 +172,11 @@ impl SurveyRun<'_> {
             .collect();
         report.failures.extend(unrecorded);
 
-        let mut sends = stream::iter(sendable)
-            .map(|email| self.send_one(store, delivery, email))
+        // Indices rather than references: a stream over borrowed items makes the future
+        // lose `Send` for the daemon's spawned jobs (a higher-ranked lifetime limitation).
+        let sendable = &sendable;
+        let mut sends = stream::iter(0..sendable.len())
+            .map(|i| self.send_one(store, delivery, sendable[i]))
             .buffer_unordered(SEND_CONCURRENCY);
         while let Some(outcome) = sends.next().await {
             match outcome? {

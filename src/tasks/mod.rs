@@ -147,7 +147,10 @@ impl TaskRun<'_> {
         let mut seen: Vec<CrmTask> = Vec::new();
         crm.for_each("tasks", "v1/tasks", &params, &mut |row| match row {
             Ok(task) => seen.push(task),
-            Err(r) => tracing::warn!(record.id = ?r.record_id, "skipped a task row: {}", r.reason),
+            Err(r) => {
+                let reason = crate::telemetry::mask_emails_in(&r.reason);
+                tracing::warn!(record.id = ?r.record_id, "skipped a task row: {reason}");
+            }
         })
         .await?;
 
@@ -327,6 +330,25 @@ impl TaskRun<'_> {
         }
         Ok(())
     }
+}
+
+/// Reconciles the ledger with the CRM's task list outside a cycle (the daemon does it between
+/// cycles, so a closing is known sooner). Returns how many tasks changed status.
+pub async fn reconcile(
+    settings: &TaskSettings,
+    crm: &RestClient,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let owners = HashMap::new();
+    let run = TaskRun {
+        settings,
+        crm: Some(crm),
+        store: Some(store),
+        owners: &owners,
+        now,
+    };
+    run.try_reconcile(crm, store).await
 }
 
 /// A red account with a known day it turned red deserves a risk task.

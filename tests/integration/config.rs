@@ -104,3 +104,39 @@ fn a_token_in_a_file_is_refused_because_secrets_come_from_the_environment() {
         "the secret is not echoed"
     );
 }
+
+#[test]
+fn the_production_example_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/production.toml");
+    let settings = Settings::load_from(Some(&example), env(&[])).expect("the example loads");
+    assert_eq!(settings.daemon.timezone, chrono_tz::Europe::Berlin);
+    let daily = &settings.daemon.jobs["pull_and_score"].schedule;
+    assert_eq!(daily.expression(), "0 15 6 * * *");
+}
+
+#[test]
+fn daemon_settings_errors_name_the_key() {
+    let cases = [
+        (
+            "TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE",
+            "0 6 * * *",
+            "daemon.jobs.pull_and_score.schedule",
+        ),
+        (
+            "TOUCHPOINT__DAEMON__TIMEZONE",
+            "Mars/Olympus",
+            "daemon.timezone",
+        ),
+        (
+            "TOUCHPOINT__DAEMON__LEASE__RENEW_EVERY_SECS",
+            "20",
+            "daemon.lease.renew_every_secs",
+        ),
+        ("TOUCHPOINT__HTTP__LISTEN", "localhost", "http.listen"),
+    ];
+    for (variable, value, key) in cases {
+        let error = Settings::load_from(None, env(&[(variable, value)]))
+            .expect_err("an invalid value is refused");
+        assert_eq!(error.key, key, "{error}");
+    }
+}

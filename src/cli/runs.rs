@@ -1,0 +1,144 @@
+//! `touchpoint runs`: the run history as a table, or one run in full with the records it
+//! rejected.
+
+use std::fmt::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::Output;
+use super::RunsArgs;
+use crate::runs::{RejectionRecord, RunRecord};
+use crate::settings::Settings;
+use crate::store::{Store, timestamp};
+
+pub async fn print(settings: Settings, args: &RunsArgs) -> anyhow::Result<ExitCode> {
+    let Some(store) = Store::open_read_only(&settings.store).await? else {
+        anyhow::bail!(
+            "there is no store at {} yet: no run has happened",
+            settings.store.path.display()
+        );
+    };
+    if let Some(run_id) = &args.run {
+        return print_one(&store, run_id, args.output).await;
+    }
+    let runs = store.recent_runs(args.last).await?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Output::Text => print!("{}", table(&runs)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_one(store: &Store, run_id: &str, output: Output) -> anyhow::Result<ExitCode> {
+    let Some(run) = store.run_record(run_id).await? else {
+        anyhow::bail!("there is no run {run_id}; `touchpoint runs` lists them");
+    };
+    let rejected = store.run_rejections(run_id).await?;
+    match output {
+        Output::Json => {
+            let body = json!({ "run": run, "rejected": rejected });
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        Output::Text => print!("{}", detail(&run, &rejected)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per run, newest first.
+fn table(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "no runs yet\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>5} {:>8}  REASON",
+        "RUN",
+        "STARTED",
+        "ENDED",
+        "DURATION",
+        "STATUS",
+        "SCORED",
+        "CHANGED",
+        "WRITTEN",
+        "TASKS",
+        "REJECTED"
+    );
+    for run in runs {
+        let count = |name: &str| run.count(name).map_or("-".to_owned(), |n| n.to_string());
+        let _ = writeln!(
+            out,
+            "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>5} {:>8}  {}",
+            run.id,
+            timestamp(run.started_at),
+            time_or_dash(run.finished_at),
+            duration(run.duration_ms),
+            run.status,
+            count("scored"),
+            count("changed"),
+            count("written"),
+            count("tasks_opened"),
+            count("rejected"),
+            run.reason.as_deref().unwrap_or(""),
+        );
+    }
+    out
+}
+
+fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run {} ({})", run.id, run.command);
+    let _ = writeln!(out, "  status: {}", run.status);
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "  reason: {reason}");
+    }
+    let _ = writeln!(out, "  started: {}", timestamp(run.started_at));
+    let _ = writeln!(out, "  ended: {}", time_or_dash(run.finished_at));
+    let _ = writeln!(out, "  duration: {}", duration(run.duration_ms));
+    let _ = writeln!(out, "  scored as of: {}", run.as_of);
+    let _ = writeln!(out, "  source: {}", run.source);
+    if let Some(pulled) = run.accounts_pulled {
+        let _ = writeln!(out, "  accounts pulled: {pulled}");
+    }
+    if !run.summary.is_null() {
+        let _ = writeln!(out, "  counts: {}", run.summary);
+    }
+    let _ = writeln!(out, "\nrejected records: {}", rejected.len());
+    for record in rejected {
+        let _ = writeln!(
+            out,
+            "  {} {} (account {}): {}",
+            record.dataset,
+            record.record_id.as_deref().unwrap_or("?"),
+            record.account_id.as_deref().unwrap_or("?"),
+            record.reason
+        );
+    }
+    out
+}
+
+fn time_or_dash(at: Option<DateTime<Utc>>) -> String {
+    at.map_or("-".to_owned(), timestamp)
+}
+
+fn duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".to_owned(),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_seconds_then_minutes() {
+        assert_eq!(duration(None), "-");
+        assert_eq!(duration(Some(1_260)), "1.3s");
+        assert_eq!(duration(Some(754_000)), "12m34s");
+    }
+}

@@ -1,0 +1,208 @@
+//! Cycles on a schedule, their traces (run history, metrics, logs), and a clean stop in the
+//! middle of a cycle followed by a restart that writes nothing twice.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use touchpoint::sandbox::Faults;
+
+use crate::helpers::{World, wait_for, with_status};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_cycles_show_in_the_run_history_the_metrics_and_the_logs() {
+    let world = World::new(150).await;
+    let mut daemon = world.daemon(&[]).await;
+
+    let runs = wait_for("two successful cycles", Some(&daemon), || async {
+        let runs = world.runs().await;
+        (with_status(&runs, &["succeeded"]).len() >= 2).then_some(runs)
+    })
+    .await;
+
+    let metrics = daemon.metrics().await;
+    assert_eq!(metrics.value("touchpoint_scheduler_active"), 1.0);
+    assert!(metrics.value(r#"touchpoint_cycles_total{status="succeeded"}"#) >= 2.0);
+    assert!(metrics.value("touchpoint_cycle_duration_seconds_count") >= 2.0);
+    assert!(metrics.value("touchpoint_source_requests_total") > 0.0);
+    let outbox = world.store_path().with_file_name("outbox");
+    let written = std::fs::read_dir(&outbox).map_or(0, |files| files.count()) as f64;
+    assert!(written > 0.0, "the scheduled cycles sent the surveys due");
+    // A cycle still running may have written files it has not counted yet.
+    let sent = metrics.value("touchpoint_emails_sent_total");
+    assert!(
+        sent > 0.0 && sent <= written,
+        "{sent} counted, {written} written"
+    );
+    let scored = runs[0].count("scored").expect("a scored count") as f64;
+    assert!(scored > 0.0);
+    assert_eq!(
+        metrics.sum("touchpoint_accounts"),
+        scored,
+        "every scored account has a band"
+    );
+    assert_eq!(
+        metrics.types["touchpoint_cycle_duration_seconds"],
+        "histogram"
+    );
+
+    let summaries: Vec<Value> = daemon
+        .logs()
+        .into_iter()
+        .filter(|line| line["job"] == "pull_and_score" && line.get("duration_ms").is_some())
+        .collect();
+    assert!(summaries.len() >= 2, "{}", daemon.log_text());
+    let first = &summaries[0];
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(
+        first["run.id"],
+        runs[0].id.as_str(),
+        "the summary names the run"
+    );
+
+    let by_hand = world.command(&["cycle"]);
+    let said = String::from_utf8_lossy(&by_hand.stderr);
+    assert!(
+        !by_hand.status.success(),
+        "a manual cycle beside the daemon: {said}"
+    );
+    assert!(said.contains("is scheduling cycles"), "{said}");
+
+    let status = daemon.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_command_prints_the_history_and_one_run_in_full() {
+    let world = World::new(100).await;
+    world.crm.set_faults(Faults {
+        malformed_share: 0.05,
+        ..Faults::default()
+    });
+    let mut daemon = world.daemon(&[]).await;
+    let partial = wait_for("a partial cycle", Some(&daemon), || async {
+        world
+            .runs()
+            .await
+            .into_iter()
+            .find(|run| run.status == "partial")
+    })
+    .await;
+    assert_eq!(daemon.terminate().await.code(), Some(0));
+
+    let listed = world.command(&["runs", "--last", "5", "--output", "json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: Vec<Value> = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let row = listed
+        .iter()
+        .find(|run| run["id"] == partial.id.as_str())
+        .expect("the partial run is listed");
+    for field in [
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "status",
+        "reason",
+        "summary",
+    ] {
+        assert!(!row[field].is_null(), "{field} in {row}");
+    }
+
+    let table = world.command(&["runs"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&partial.id) && table.contains("partial"),
+        "{table}"
+    );
+
+    let one = world.command(&["runs", "--run", &partial.id]);
+    let one = String::from_utf8_lossy(&one.stdout);
+    let rejected = partial.count("rejected").expect("a rejected count");
+    assert!(rejected > 0);
+    assert!(
+        one.contains(&format!("rejected records: {rejected}")),
+        "{one}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_cycle_exits_cleanly_and_a_restart_writes_nothing_twice() {
+    let world = World::new(200).await;
+    let mut first = world.daemon(&[]).await;
+    wait_for("a first successful cycle", Some(&first), || async {
+        let runs = world.runs().await;
+        (!with_status(&runs, &["succeeded"]).is_empty()).then_some(())
+    })
+    .await;
+
+    // Slow every CRM answer so that the next cycle is surely in flight when the signal comes.
+    world.crm.set_faults(Faults {
+        delay_ms: 250,
+        ..Faults::default()
+    });
+    let slowed_at = chrono::Utc::now();
+    wait_for("a slow cycle in flight", Some(&first), || async {
+        let runs = world.runs().await;
+        let last = runs.last()?;
+        (last.status == "running" && last.started_at > slowed_at).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", first.log_text());
+    let runs = world.runs().await;
+    let stopped = runs.last().expect("runs");
+    assert_eq!(
+        stopped.status, "interrupted",
+        "stopped while reading: {stopped:?}"
+    );
+    assert!(with_status(&runs, &["running"]).is_empty(), "{runs:?}");
+
+    world.crm.set_faults(Faults::default());
+    let before_restart = runs.len();
+    let mut second = world.daemon(&[]).await;
+    wait_for("two cycles after the restart", Some(&second), || async {
+        let runs = world.runs().await;
+        let after = &runs[before_restart.min(runs.len())..];
+        (with_status(after, &["succeeded"]).len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(second.terminate().await.code(), Some(0));
+
+    assert_no_task_created_twice(&world);
+    assert_no_unchanged_score_written_again(&world);
+}
+
+fn assert_no_task_created_twice(world: &World) {
+    let mut created: HashMap<String, usize> = HashMap::new();
+    for write in world.writes() {
+        if write.method == "PUT" && write.path.starts_with("/v1/tasks/") && write.status == 201 {
+            *created.entry(write.path.clone()).or_default() += 1;
+        }
+    }
+    assert!(!created.is_empty(), "the book opens some tasks");
+    let twice: Vec<_> = created.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "created twice: {twice:?}");
+}
+
+/// Each account's health writes, in order, must each differ from the one before.
+fn assert_no_unchanged_score_written_again(world: &World) {
+    let mut by_account: HashMap<String, Vec<Value>> = HashMap::new();
+    for write in world.writes() {
+        if write.method != "PUT" || !write.path.starts_with("/v1/health") {
+            continue;
+        }
+        for item in write.body["items"].as_array().into_iter().flatten() {
+            let account = item["account_id"].as_str().unwrap_or_default().to_owned();
+            let content = serde_json::json!([item["score"], item["band"], item["measures"]]);
+            by_account.entry(account).or_default().push(content);
+        }
+    }
+    assert!(!by_account.is_empty(), "scores were written back");
+    for (account, contents) in &by_account {
+        let repeated = contents.windows(2).any(|pair| pair[0] == pair[1]);
+        assert!(
+            !repeated,
+            "account {account} got the same score twice: {contents:?}"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The daemon as an operator runs it: the real `touchpoint run` binary as a child process,
+//! against a sandbox CRM served by the test on loopback and a SQLite file in a temporary
+//! folder. Each test starts its own world; every child process is killed when its test ends.
+
+mod helpers;
+mod lease;
+mod lifecycle;
+mod readiness;
+mod timing;

@@ -20,6 +20,7 @@ cargo build --release --quiet --bin touchpoint --example minimal_client
 bin=target/release/touchpoint
 client=target/release/examples/minimal_client
 export TOUCHPOINT_SOURCE_TOKEN=sandbox-token
+export TOUCHPOINT_LINK_SECRET=bench-link-secret-0123456789abcdef0123
 
 for accounts in "${sizes[@]}"; do
   "$bin" sandbox --accounts "$accounts" --seed 42 --anchor "$as_of" --port "$port" \
@@ -31,6 +32,7 @@ for accounts in "${sizes[@]}"; do
   /usr/bin/time -f "%e %M" -o "$work/cycle.time" env \
     TOUCHPOINT__SOURCE__BASE_URL="http://127.0.0.1:$port" \
     TOUCHPOINT__STORE__PATH="$work/bench.db" \
+    TOUCHPOINT__MAIL__FILE_DIR="$work/outbox" \
     TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND=1000 \
     TOUCHPOINT__LOG__LEVEL=warn \
     "$bin" cycle --as-of "$as_of" --output json >"$work/report.json"

@@ -51,8 +51,10 @@ pub struct RowCounts {
 pub struct Book {
     pub accounts: BTreeMap<AccountId, Account>,
     pub owners: HashMap<OwnerId, Owner>,
-    /// Every contact, newest version of each.
-    pub contacts: HashMap<ContactId, Contact>,
+    /// Every contact, newest version of each, ordered by id. A sorted vector rather than a
+    /// map: a large book has several contacts per account, and a map's spare capacity would
+    /// cost more than the contacts themselves.
+    pub contacts: Vec<Contact>,
     pub facts: HashMap<AccountId, AccountFacts>,
     pub rejected: Vec<Rejected>,
     /// Accounts whose data is incomplete, with the first reason found.
@@ -115,8 +117,8 @@ pub async fn pull<S: Source>(
 /// Phase one: owners, accounts and contacts.
 async fn read_people<S: Source>(source: &S, book: &mut Book) {
     let mut owners: Vec<Result<Owner, Rejected>> = Vec::new();
-    let mut accounts = HashMap::<AccountId, Account>::new();
-    let mut contacts = HashMap::<ContactId, Contact>::new();
+    let mut accounts = Vec::<Account>::new();
+    let mut contacts = Vec::<Contact>::new();
     let mut account_rejects = Vec::new();
     let mut contact_rejects = Vec::new();
     let mut rows = RowCounts::default();
@@ -126,18 +128,14 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
         let mut account_sink = |row: Result<Account, Rejected>| {
             rows.accounts += 1;
             match row {
-                Ok(account) => {
-                    keep_newest(&mut accounts, account.id.clone(), account, |a| a.updated_at)
-                }
+                Ok(account) => accounts.push(account),
                 Err(r) => account_rejects.push(r),
             }
         };
         let mut contact_sink = |row: Result<Contact, Rejected>| {
             rows.contacts += 1;
             match row {
-                Ok(contact) => {
-                    keep_newest(&mut contacts, contact.id.clone(), contact, |c| c.updated_at)
-                }
+                Ok(contact) => contacts.push(contact),
                 Err(r) => contact_rejects.push(r),
             }
         };
@@ -165,23 +163,24 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
     note_failure(book, "owners", owners_read);
     note_failure(book, "accounts", accounts_read);
     note_failure(book, "contacts", contacts_read);
-    book.accounts = accounts.into_iter().collect();
+    newest_by_id(&mut accounts, |a| (&a.id, a.updated_at));
+    newest_by_id(&mut contacts, |c| (&c.id, c.updated_at));
+    book.accounts = accounts
+        .into_iter()
+        .map(|account| (account.id.clone(), account))
+        .collect();
     book.contacts = contacts;
 }
 
-/// Keeps the newest version of a record read more than once (on two pages, or twice in a file).
-fn keep_newest<K: std::hash::Hash + Eq, T>(
-    records: &mut HashMap<K, T>,
-    key: K,
-    record: T,
-    updated_at: impl Fn(&T) -> DateTime<Utc>,
-) {
-    match records.get(&key) {
-        Some(known) if updated_at(known) > updated_at(&record) => {}
-        _ => {
-            records.insert(key, record);
-        }
-    }
+/// Keeps the newest version of each record read more than once (on two pages, or twice in a
+/// file), leaving the records ordered by id.
+fn newest_by_id<T, K: Ord>(records: &mut Vec<T>, key: impl Fn(&T) -> (&K, DateTime<Utc>)) {
+    records.sort_by(|a, b| {
+        let ((a_id, a_at), (b_id, b_at)) = (key(a), key(b));
+        a_id.cmp(b_id).then(b_at.cmp(&a_at))
+    });
+    records.dedup_by(|later, kept| key(later).0 == key(kept).0);
+    records.shrink_to_fit();
 }
 
 /// Starts every account's facts from its record and its live key-persona contacts.
@@ -191,7 +190,7 @@ fn start_facts(builder: &FactsBuilder<'_>, book: &mut Book) {
         .values()
         .map(|account| (account.id.clone(), builder.start(account)))
         .collect();
-    for contact in book.contacts.values() {
+    for contact in &book.contacts {
         if let Some(facts) = book.facts.get_mut(&contact.account_id) {
             builder.fold_contact(facts, contact);
         }
@@ -240,7 +239,7 @@ async fn read_evidence<S: Source>(
     let answers_since = (windows.roi.start - TimeDelta::days(ANSWER_MARGIN_DAYS)).min(nps_since);
     let key_contacts: HashSet<ContactId> = book
         .contacts
-        .values()
+        .iter()
         .filter(|c| builder.is_key_persona(c))
         .map(|c| c.id.clone())
         .collect();

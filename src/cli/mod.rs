@@ -8,10 +8,11 @@ mod report;
 mod runs;
 mod surveys;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
@@ -250,10 +251,19 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
     let report = cycle_once(&settings, store.as_ref(), command, now, mode).await?;
 
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => write_json(&report)?,
         Output::Text => print!("{}", report::render(&report, report::Detail::EveryChange)),
     }
     Ok(exit_code(&report))
+}
+
+/// Streams a report to stdout as JSON: a whole book's report is large, and building it as one
+/// string first would double its memory.
+fn write_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value).context("failed to write the JSON report")?;
+    writeln!(out).context("failed to write the JSON report")?;
+    out.flush().context("failed to write the JSON report")
 }
 
 /// Builds the configured source and runs one cycle against it.

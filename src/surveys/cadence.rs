@@ -154,7 +154,8 @@ pub struct History {
 /// The book as the cadence reads it.
 pub struct Inputs<'a> {
     pub accounts: &'a BTreeMap<AccountId, Account>,
-    pub contacts: &'a HashMap<ContactId, Contact>,
+    /// Every contact of the book, ordered by id.
+    pub contacts: &'a [Contact],
     /// Accounts whose data is incomplete this cycle: nothing goes out for them.
     pub held: &'a BTreeMap<AccountId, String>,
     pub history: &'a History,
@@ -230,7 +231,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &SurveySettings) -> Plan {
 /// Every due wave of every live contact that passes the per-contact checks.
 fn candidates(inputs: &Inputs<'_>, settings: &SurveySettings, plan: &mut Plan) -> Vec<Email> {
     let today = inputs.now.date_naive();
-    let mut contacts: Vec<&Contact> = inputs.contacts.values().collect();
+    let mut contacts: Vec<&Contact> = inputs.contacts.iter().collect();
     contacts.sort_by(|a, b| a.id.cmp(&b.id));
     let mut goal_covered = HashSet::new();
     let mut emails = Vec::new();

@@ -1,7 +1,7 @@
 //! The cadence's contracts: waves from the OCD (month ends, leap days, never chained), the
 //! grace edge, the fatigue gap, the NPS spread, one survey per person.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use proptest::prelude::*;
@@ -68,7 +68,7 @@ fn contact(id: &str, account: &str, email: &str, persona: Persona) -> Contact {
 
 struct World {
     accounts: BTreeMap<AccountId, Account>,
-    contacts: HashMap<ContactId, Contact>,
+    contacts: Vec<Contact>,
     held: BTreeMap<AccountId, String>,
     history: History,
 }
@@ -77,7 +77,7 @@ impl World {
     fn new(accounts: Vec<Account>, contacts: Vec<Contact>) -> World {
         World {
             accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
-            contacts: contacts.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            contacts,
             held: BTreeMap::new(),
             history: History::default(),
         }

@@ -241,13 +241,23 @@ impl<S: Source> Cycle<'_, S> {
         tracing::info!(
             due = report.writes_due,
             duration_ms = step.elapsed().as_millis() as u64,
-            "wrote scores back"
+            "{}",
+            if mode == Mode::Act {
+                "wrote scores back"
+            } else {
+                "listed the score write-backs due (plan: nothing written)"
+            }
         );
         let step = Instant::now();
         report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
-            "planned and sent surveys"
+            "{}",
+            if mode == Mode::Act {
+                "planned and sent surveys"
+            } else {
+                "planned surveys (plan: nothing sent)"
+            }
         );
         let step = Instant::now();
         report.tasks = Some(self.tasks(&report, &book, now).await?);
@@ -315,7 +325,15 @@ impl<S: Source> Cycle<'_, S> {
             delivery: self.delivery,
             now,
         };
-        run.run(book, run_id).await
+        let mut report = run.run(book, run_id).await?;
+        if run_id.is_some() && self.delivery.is_none() && self.settings.surveys.enabled {
+            report.note = Some(
+                "survey emails were planned but neither sent nor recorded: this cycle replays a \
+                 past day (pass --send-surveys to send them now)"
+                    .into(),
+            );
+        }
+        Ok(report)
     }
 
     /// Reads the book, unless a stop is asked for first: reading changes nothing, so it can be

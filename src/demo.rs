@@ -59,6 +59,7 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
     let secrets = |token: &SecretString| Secrets {
         crm_token: Some(token.clone()),
         link_signer: Some(signer.clone()),
+        ..Secrets::default()
     };
     let baseline = cycle_with_secrets(
         &settings,

@@ -77,7 +77,8 @@ pub struct RunStart {
 pub struct StoredScore {
     pub score: Option<u8>,
     pub band: String,
-    /// deployment, engagement, adoption, roi.
+    /// deployment, engagement, adoption, roi; serialised as an object with those names.
+    #[serde(serialize_with = "measures_by_name")]
     pub measures: [String; 4],
 }
 
@@ -133,6 +134,21 @@ pub struct Explained {
     pub receipt: serde_json::Value,
     pub written_at: Option<String>,
     pub history: Vec<HistoryRow>,
+}
+
+fn measures_by_name<S: serde::Serializer>(
+    measures: &[String; 4],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(4))?;
+    for (name, colour) in ["deployment", "engagement", "adoption", "roi"]
+        .iter()
+        .zip(measures)
+    {
+        map.serialize_entry(name, colour)?;
+    }
+    map.end()
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {

@@ -6,6 +6,8 @@
 //! clear: [`mask_email`], [`mask_name`] and [`mask_emails_in`] keep enough to tell records
 //! apart while a log file leaks nothing useful.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
@@ -25,6 +27,7 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _already_set = match settings.format {
         LogFormat::Text => builder.try_init(),

@@ -88,6 +88,10 @@ pub struct RunArgs {
     pub as_of: Option<NaiveDate>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// With `--as-of` a past day, send the survey emails due on that day anyway (they go out
+    /// now). Without it, a replay of the past plans surveys but sends and records none.
+    #[arg(long)]
+    pub send_surveys: bool,
 }
 
 #[derive(Debug, Args)]
@@ -248,7 +252,11 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
         );
     }
     let command = if mode == Mode::Act { "cycle" } else { "plan" };
-    let report = cycle_once(&settings, store.as_ref(), command, now, mode).await?;
+    let secrets = Secrets {
+        send_replayed_surveys: args.send_surveys,
+        ..Secrets::default()
+    };
+    let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await?;
 
     match args.output {
         Output::Json => write_json(&report)?,
@@ -288,16 +296,20 @@ pub async fn cycle_with_token(
 ) -> anyhow::Result<CycleReport> {
     let secrets = Secrets {
         crm_token: token,
-        link_signer: None,
+        ..Secrets::default()
     };
     cycle_with_secrets(settings, store, command, now, mode, secrets).await
 }
 
-/// Secrets handed in by the caller instead of read from the environment (the demo, tests).
+/// Secrets handed in by the caller instead of read from the environment (the demo, tests),
+/// and whether a replay of the past may send surveys.
 #[derive(Debug, Default)]
 pub struct Secrets {
     pub crm_token: Option<SecretString>,
     pub link_signer: Option<LinkSigner>,
+    /// A cycle as of a past day sends no survey email unless this is set: a replay is for
+    /// looking at the past, and its emails would reach real people today.
+    pub send_replayed_surveys: bool,
 }
 
 /// Like [`cycle_once`], with secrets given; those left `None` are read from the environment.
@@ -311,8 +323,10 @@ pub async fn cycle_with_secrets(
     mode: Mode,
     secrets: Secrets,
 ) -> anyhow::Result<CycleReport> {
+    let replaying = now.date_naive() < Utc::now().date_naive();
+    let sends = !replaying || secrets.send_replayed_surveys;
     let delivery = match mode {
-        Mode::Act if settings.surveys.enabled => {
+        Mode::Act if settings.surveys.enabled && sends => {
             Some(Delivery::new(settings, secrets.link_signer)?)
         }
         _ => None,

@@ -44,7 +44,10 @@ fn header(out: &mut String, report: &CycleReport) {
         Mode::Plan => "plan (nothing is stored or written)",
         Mode::Act => "cycle",
     };
-    let _ = writeln!(out, "touchpoint {verb} as of {}", report.as_of.to_rfc3339());
+    let as_of = report
+        .as_of
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let _ = writeln!(out, "touchpoint {verb} as of {as_of}");
     let _ = writeln!(out, "  source: {}", report.source);
     let _ = writeln!(
         out,
@@ -185,24 +188,25 @@ fn change_line(out: &mut String, account: &ScoredAccount) {
 /// are not green.
 fn why(account: &ScoredAccount) -> String {
     let previous = account.previous.as_ref();
-    let picked: Vec<&String> = account
+    let picked: Vec<String> = account
         .reasons
         .iter()
         .enumerate()
-        .filter(|(i, _)| match previous {
-            Some(before) => before.measures[*i] != account.current.measures[*i],
-            None => account.current.measures[*i] != "green",
+        .filter_map(|(i, reason)| match previous {
+            Some(before) if before.measures[i] != account.current.measures[i] => {
+                Some(format!("[was {}] {reason}", before.measures[i]))
+            }
+            None if account.current.measures[i] != "green" => Some(reason.clone()),
+            _ => None,
         })
-        .map(|(_, reason)| reason)
         .collect();
     if picked.is_empty() {
-        return "every measure is green".to_owned();
+        return match previous {
+            Some(_) => "no measure changed colour".to_owned(),
+            None => "every measure is green".to_owned(),
+        };
     }
-    picked
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join("; ")
+    picked.join("; ")
 }
 
 fn score_text(score: &StoredScore) -> String {
@@ -291,7 +295,11 @@ fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
     let _ = write!(out, "\nSurveys: ");
     if let Some(note) = &surveys.note {
         let _ = writeln!(out, "{note}");
-        return;
+        let planned = surveys.send.len() + surveys.deferred.len() + surveys.held.len();
+        if planned + surveys.skipped.len() == 0 {
+            return;
+        }
+        let _ = write!(out, "  planned: ");
     }
     let verb = if report.mode == Mode::Plan {
         "would send"

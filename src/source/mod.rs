@@ -38,7 +38,7 @@ pub enum SourceError {
     Refused { status: u16, title: String },
     #[error("the CRM did not answer within the configured timeout")]
     Timeout,
-    #[error("could not reach the CRM: {0}")]
+    #[error("could not reach the CRM (check source.base_url): {0}")]
     Transport(String),
     #[error("a response was larger than the cap of {limit} bytes (source.max_body_bytes)")]
     BodyTooLarge { limit: u64 },

@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::cadence::{Email, History, Known};
 use crate::store::{Store, timestamp};
@@ -377,22 +377,29 @@ impl Store {
 
     /// Outbox rows in the given states (all when empty), newest first.
     pub async fn outbox(&self, states: &[State]) -> anyhow::Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
+        // The states are filtered by the database: a large book's outbox holds a row for every
+        // contact and wave, and a cycle only asks for the few rows left in `sending`.
+        let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT key, survey, wave, account_id, account_name, contact_id, recipient, state,
                     reason, attempts,
                     next_attempt_at, last_error, message_id, sent_at, updated_at
-             FROM survey_outbox ORDER BY updated_at DESC, key",
-        )
-        .fetch_all(self.pool())
-        .await
-        .context("failed to read the survey outbox")?;
-        Ok(rows
-            .iter()
-            .map(outbox_row)
-            .filter(|r| {
-                states.is_empty() || State::parse(&r.state).is_some_and(|s| states.contains(&s))
-            })
-            .collect())
+             FROM survey_outbox",
+        );
+        if !states.is_empty() {
+            query.push(" WHERE state IN (");
+            let mut list = query.separated(", ");
+            for state in states {
+                list.push_bind(state.as_str());
+            }
+            query.push(")");
+        }
+        query.push(" ORDER BY updated_at DESC, key");
+        let rows = query
+            .build()
+            .fetch_all(self.pool())
+            .await
+            .context("failed to read the survey outbox")?;
+        Ok(rows.iter().map(outbox_row).collect())
     }
 
     /// One outbox row by key.

@@ -180,6 +180,9 @@ pub struct Cycle<'a, S: Source> {
     /// while it is still reading, or right after, before anything is stored; the run is then
     /// recorded as interrupted. Once it has begun storing, it finishes. `None`: never asked.
     pub stop: Option<&'a CancellationToken>,
+    /// This cycle replays a past day (`--as-of`): it stores its scores locally and plans the
+    /// rest, but writes nothing to the CRM and sends nothing, unless the caller asked to act.
+    pub replay: bool,
 }
 
 impl<S: Source> Cycle<'_, S> {
@@ -237,7 +240,11 @@ impl<S: Source> Cycle<'_, S> {
             store.save_rejections(run_id, &book.rejected).await?;
         }
         let step = Instant::now();
-        self.write_back(&mut report, mode, now).await?;
+        let outward = if self.replay { Mode::Plan } else { mode };
+        self.write_back(&mut report, outward, now).await?;
+        if self.replay && mode == Mode::Act {
+            report.writeback_note = Some(REPLAY_NOTE.into());
+        }
         tracing::info!(
             due = report.writes_due,
             duration_ms = step.elapsed().as_millis() as u64,
@@ -260,7 +267,11 @@ impl<S: Source> Cycle<'_, S> {
             }
         );
         let step = Instant::now();
-        report.tasks = Some(self.tasks(&report, &book, now).await?);
+        let mut tasks = self.tasks(&report, &book, now).await?;
+        if self.replay && mode == Mode::Act {
+            tasks.note = Some(REPLAY_NOTE.into());
+        }
+        report.tasks = Some(tasks);
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
             "decided tasks"
@@ -326,12 +337,8 @@ impl<S: Source> Cycle<'_, S> {
             now,
         };
         let mut report = run.run(book, run_id).await?;
-        if run_id.is_some() && self.delivery.is_none() && self.settings.surveys.enabled {
-            report.note = Some(
-                "survey emails were planned but neither sent nor recorded: this cycle replays a \
-                 past day (pass --send-surveys to send them now)"
-                    .into(),
-            );
+        if run_id.is_some() && self.replay && self.settings.surveys.enabled {
+            report.note = Some(REPLAY_NOTE.into());
         }
         Ok(report)
     }
@@ -569,7 +576,8 @@ impl<S: Source> Cycle<'_, S> {
             owners: &book.owners,
             now,
         };
-        run.run(&report.accounts, &answers, &names, report.run_id.as_deref())
+        let acting_run = report.run_id.as_deref().filter(|_| !self.replay);
+        run.run(&report.accounts, &answers, &names, acting_run)
             .await
     }
 
@@ -666,6 +674,10 @@ fn tally(report: &mut CycleReport) {
         }
     }
 }
+
+/// What a replay of a past day says about the steps it only planned.
+const REPLAY_NOTE: &str = "this cycle replays a past day (--as-of): scores are stored locally, \
+    but nothing is written to the CRM and no email is sent (--act-on-past does both)";
 
 /// Accounts scored (and saved) per chunk.
 const SCORE_CHUNK: usize = 2000;

@@ -88,10 +88,11 @@ pub struct RunArgs {
     pub as_of: Option<NaiveDate>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// With `--as-of` a past day, send the survey emails due on that day anyway (they go out
-    /// now). Without it, a replay of the past plans surveys but sends and records none.
+    /// With `--as-of` a past day, act on the CRM and send surveys as a live cycle would
+    /// (write scores back, open tasks, send the emails due then, now). Without it, a replay of
+    /// the past stores its scores locally and only plans the rest.
     #[arg(long)]
-    pub send_surveys: bool,
+    pub act_on_past: bool,
 }
 
 #[derive(Debug, Args)]
@@ -253,7 +254,7 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
     }
     let command = if mode == Mode::Act { "cycle" } else { "plan" };
     let secrets = Secrets {
-        send_replayed_surveys: args.send_surveys,
+        act_on_past: args.act_on_past,
         ..Secrets::default()
     };
     let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await?;
@@ -307,9 +308,10 @@ pub async fn cycle_with_token(
 pub struct Secrets {
     pub crm_token: Option<SecretString>,
     pub link_signer: Option<LinkSigner>,
-    /// A cycle as of a past day sends no survey email unless this is set: a replay is for
-    /// looking at the past, and its emails would reach real people today.
-    pub send_replayed_surveys: bool,
+    /// A cycle as of a past day writes nothing to the CRM and sends no email unless this is
+    /// set: a replay is for looking at the past, and its writes would reach the CRM and real
+    /// people today.
+    pub act_on_past: bool,
 }
 
 /// Like [`cycle_once`], with secrets given; those left `None` are read from the environment.
@@ -323,10 +325,9 @@ pub async fn cycle_with_secrets(
     mode: Mode,
     secrets: Secrets,
 ) -> anyhow::Result<CycleReport> {
-    let replaying = now.date_naive() < Utc::now().date_naive();
-    let sends = !replaying || secrets.send_replayed_surveys;
+    let replay = now.date_naive() < Utc::now().date_naive() && !secrets.act_on_past;
     let delivery = match mode {
-        Mode::Act if settings.surveys.enabled && sends => {
+        Mode::Act if settings.surveys.enabled && !replay => {
             Some(Delivery::new(settings, secrets.link_signer)?)
         }
         _ => None,
@@ -348,6 +349,7 @@ pub async fn cycle_with_secrets(
                 delivery: delivery.as_ref(),
                 command,
                 stop: None,
+                replay,
             };
             progress::while_running(show_progress, &client, cycle.run(now, mode)).await
         }
@@ -361,6 +363,7 @@ pub async fn cycle_with_secrets(
                 delivery: delivery.as_ref(),
                 command,
                 stop: None,
+                replay,
             };
             cycle.run(now, mode).await
         }

@@ -176,6 +176,7 @@ async fn cycle(ctx: &JobContext) -> anyhow::Result<CycleReport> {
                 delivery: ctx.delivery.as_deref(),
                 command: RUN_COMMAND,
                 stop: Some(&ctx.stop),
+                replay: false,
             };
             cycle.run(now, Mode::Act).await
         }
@@ -189,6 +190,7 @@ async fn cycle(ctx: &JobContext) -> anyhow::Result<CycleReport> {
                 delivery: ctx.delivery.as_deref(),
                 command: RUN_COMMAND,
                 stop: Some(&ctx.stop),
+                replay: false,
             };
             cycle.run(now, Mode::Act).await
         }

@@ -68,3 +68,42 @@ async fn history_records_changes_and_trends_between_cycles() {
     assert_eq!(explained.history.len(), 2);
     assert!(later.accounts.iter().any(|a| a.turned_red) || later.bands.red > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_of_a_past_day_stores_scores_but_writes_nothing_to_the_crm() {
+    let app = App::generated(300, "2025-06-02").await;
+    app.cycle("2025-03-03").await;
+    let writes_before = app.crm.writes().len();
+
+    let replay = app.replay("2025-06-02").await;
+
+    assert_eq!(replay.status, RunStatus::Succeeded, "{:?}", replay.reason);
+    assert!(replay.writes_due > 0, "scores changed in three months");
+    assert!(replay.writeback.is_none(), "nothing was sent");
+    assert!(
+        replay
+            .writeback_note
+            .as_deref()
+            .is_some_and(|n| n.contains("--act-on-past"))
+    );
+    let tasks = replay.tasks.as_ref().expect("a task step");
+    assert!(tasks.note.as_deref().is_some_and(|n| n.contains("replays")));
+    assert_eq!(
+        app.crm.writes().len(),
+        writes_before,
+        "no write reached the CRM"
+    );
+    let changed = replay.changed().next().expect("a changed account");
+    let explained = app
+        .store()
+        .await
+        .explain(&changed.account_id)
+        .await
+        .expect("the store answers")
+        .expect("scored");
+    assert_eq!(
+        explained.history.len(),
+        2,
+        "the replay is in the local history"
+    );
+}

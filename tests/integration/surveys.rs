@@ -159,7 +159,7 @@ impl Harness {
         let secrets = Secrets {
             crm_token: Some(SecretString::from(TOKEN)),
             link_signer: Some(signer()),
-            send_replayed_surveys: true,
+            act_on_past: true,
         };
         let command = if mode == Mode::Act { "cycle" } else { "plan" };
         cycle_with_secrets(
@@ -823,7 +823,7 @@ fn cycle_process(h: &Harness) -> std::process::Command {
     let settings = &h.app.settings;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"));
     command
-        .args(["cycle", "--as-of", "2025-03-03", "--send-surveys"])
+        .args(["cycle", "--as-of", "2025-03-03", "--act-on-past"])
         .env("TOUCHPOINT__SOURCE__BASE_URL", h.app.crm.base_url())
         .env("TOUCHPOINT__STORE__PATH", &settings.store.path)
         .env("TOUCHPOINT__SURVEYS__ENABLED", "true")

@@ -282,10 +282,12 @@ impl<S: Source> Cycle<'_, S> {
                 report.reason = Some("the mass-change breaker holds health-driven tasks".into());
             }
         }
-        if !report.held.is_empty() {
+        if !report.held.is_empty() || !report.rejected.is_empty() {
             report.status = RunStatus::Partial;
             let held = format!(
-                "{} account(s) held back because some of their records were rejected",
+                "{} record(s) rejected; {} account(s) held back because some of their records \
+                 were rejected",
+                report.rejected.len(),
                 report.held.len()
             );
             report.reason = Some(match report.reason.take() {

@@ -161,8 +161,14 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
         .chain(contact_rejects)
         .for_each(|r| book.reject(r));
     note_failure(book, "owners", owners_read);
+    // An account row without a readable id loses only that account, which is then not scored
+    // at all, so it does not fail the list (the run is reported partial).
     note_failure(book, "accounts", accounts_read);
-    note_failure(book, "contacts", contacts_read);
+    note_failure(
+        book,
+        "contacts",
+        unattributed(book, "contacts", contacts_read),
+    );
     newest_by_id(&mut accounts, |a| (&a.id, a.updated_at));
     newest_by_id(&mut contacts, |c| (&c.id, c.updated_at));
     book.accounts = accounts
@@ -307,8 +313,13 @@ async fn read_evidence<S: Source>(
     book.rows.survey_responses = folded.rows.survey_responses;
     book.recent_nps = folded.recent_nps;
     folded.rejected.into_iter().for_each(|r| book.reject(r));
-    note_failure(book, "activities", activities_read);
-    note_failure(book, "usage", usage_read);
+    note_failure(
+        book,
+        "activities",
+        unattributed(book, "activities", activities_read),
+    );
+    note_failure(book, "usage", unattributed(book, "usage", usage_read));
+    let answers_read = unattributed(book, "survey_responses", answers_read);
     note_failure(book, "survey_responses", answers_read);
 }
 
@@ -340,6 +351,31 @@ pub fn fold_local(
             builder.fold_goal_survey_sent(facts, *sent_at);
         }
     }
+}
+
+/// A rejected row that cannot be tied to an account could belong to any of them (a renamed
+/// column rejects every row this way), so no account's data in that list can be trusted: the
+/// list fails, rather than every account being scored as if it had no such rows.
+fn unattributed(
+    book: &Book,
+    dataset: &str,
+    result: Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    result?;
+    let mut orphans = book
+        .rejected
+        .iter()
+        .filter(|r| r.dataset == dataset && r.account_id.is_none());
+    let Some(first) = orphans.next() else {
+        return Ok(());
+    };
+    Err(SourceError::Malformed {
+        what: format!("{} {dataset} row(s)", 1 + orphans.count()),
+        reason: format!(
+            "they name no account, so the list cannot be trusted for any account (first: {})",
+            first.reason
+        ),
+    })
 }
 
 fn note_failure(book: &mut Book, dataset: &'static str, result: Result<(), SourceError>) {

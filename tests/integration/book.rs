@@ -250,3 +250,43 @@ async fn a_key_feature_nobody_uses_is_flagged_as_a_data_problem() {
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("`dashbords`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_column_fails_the_pull_instead_of_scoring_empty_data() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let activities = book.path().join("activities.csv");
+    let text = std::fs::read_to_string(&activities).expect("written");
+    std::fs::write(&activities, text.replacen("account_id", "acct_id", 1)).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+
+    let report = touchpoint::cli::cycle_once(
+        &settings,
+        None,
+        "plan",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Plan,
+    )
+    .await
+    .expect("the plan runs");
+
+    assert_eq!(report.status, touchpoint::store::RunStatus::Failed);
+    let reason = report.reason.expect("a reason");
+    assert!(
+        reason.contains("activities") && reason.contains("name no account"),
+        "{reason}"
+    );
+    assert!(
+        report.accounts.is_empty(),
+        "nothing is scored from a list it cannot trust"
+    );
+}

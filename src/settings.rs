@@ -255,7 +255,11 @@ impl Settings {
             templates,
             store: StoreSettings {
                 path: non_empty_path("store.path", &raw.store.path)?,
-                busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+                busy_timeout: Duration::from_millis(at_most(
+                    "store.busy_timeout_ms",
+                    raw.store.busy_timeout_ms,
+                    600_000,
+                )?),
             },
             writeback: writeback_settings(raw.writeback)?,
             cycle: CycleSettings {
@@ -391,6 +395,16 @@ fn non_empty_path(key: &str, raw: &str) -> Result<PathBuf, ConfigError> {
 
 fn positive_secs(key: &str, secs: u64) -> Result<Duration, ConfigError> {
     at_least(key, secs, 1).map(Duration::from_secs)
+}
+
+fn at_most(key: &str, value: u64, maximum: u64) -> Result<u64, ConfigError> {
+    if value > maximum {
+        return Err(ConfigError::new(
+            key,
+            format!("{value} is too large; the maximum is {maximum}"),
+        ));
+    }
+    Ok(value)
 }
 
 fn at_least(key: &str, value: u64, minimum: u64) -> Result<u64, ConfigError> {

@@ -198,7 +198,33 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("failed to open the store {}", settings.path.display()))?;
-        Ok(Some(Self { pool }))
+        let store = Self { pool };
+        store.check_schema(&settings.path).await?;
+        Ok(Some(store))
+    }
+
+    /// A read-only opener cannot migrate: it refuses a store whose schema is older than this
+    /// binary's with a message that says how to upgrade it, instead of failing later on a
+    /// missing table.
+    async fn check_schema(&self, path: &Path) -> anyhow::Result<()> {
+        let newest = sqlx::migrate!()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        match applied {
+            Some(version) if version >= newest => Ok(()),
+            _ => anyhow::bail!(
+                "the store {} was made by an older touchpoint (or is not a touchpoint store); \
+                 run `touchpoint cycle` or start the daemon once to upgrade it",
+                path.display()
+            ),
+        }
     }
 
     fn options(path: &Path, settings: &StoreSettings) -> anyhow::Result<SqliteConnectOptions> {

@@ -6,6 +6,11 @@ use serde::Deserialize;
 use crate::model::OwnerId;
 use crate::settings::ConfigError;
 
+/// The longest look-back, cool-down or once-per period, in days (ten years).
+const MAX_DAYS: u32 = 3650;
+/// The furthest due date, in business days (about a year).
+const MAX_DUE: u32 = 260;
+
 /// A task's priority, as the contract spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,6 +137,38 @@ impl TaskSettings {
         }
         if raw.concurrency == 0 {
             return Err(ConfigError::new(key("concurrency"), "must be at least 1"));
+        }
+        let days = [
+            ("cooldown_days", raw.cooldown_days, MAX_DAYS),
+            ("answer_lookback_days", raw.answer_lookback_days, MAX_DAYS),
+            (
+                "promoter.once_per_days",
+                raw.promoter.once_per_days,
+                MAX_DAYS,
+            ),
+            (
+                "detractor.due_business_days",
+                raw.detractor.due_business_days,
+                MAX_DUE,
+            ),
+            (
+                "turned_red.due_business_days",
+                raw.turned_red.due_business_days,
+                MAX_DUE,
+            ),
+            (
+                "promoter.due_business_days",
+                raw.promoter.due_business_days,
+                MAX_DUE,
+            ),
+        ];
+        for (name, value, maximum) in days {
+            if value > maximum {
+                return Err(ConfigError::new(
+                    key(name),
+                    format!("{value} is too large; the maximum is {maximum}"),
+                ));
+            }
         }
         Ok(TaskSettings {
             enabled: raw.enabled,

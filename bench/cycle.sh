@@ -35,7 +35,7 @@ for accounts in "${sizes[@]}"; do
     TOUCHPOINT__MAIL__FILE_DIR="$work/outbox" \
     TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND=1000 \
     TOUCHPOINT__LOG__LEVEL=warn \
-    "$bin" cycle --as-of "$as_of" --output json >"$work/report.json"
+    "$bin" cycle --as-of "$as_of" --act-on-past --output json >"$work/report.json"
   /usr/bin/time -f "%e %M" -o "$work/client.time" \
     "$client" "http://127.0.0.1:$port" "$as_of" >"$work/client.txt"
 

@@ -17,9 +17,13 @@
 //! Due days are UTC days. A wave due on day D may go out from D 00:00 UTC until just before
 //! D + grace (half-open); from then on it is recorded as skipped, never sent late. Only the
 //! latest wave of each survey whose day has come is considered: a grace period is shorter than
-//! the gap between waves, so no earlier wave can still be open. On a first run, contacts whose
-//! day in the current quarter passed more than the grace period ago have that quarter's NPS
-//! recorded as skipped and get the next one.
+//! the gap between waves, so no earlier wave can still be open.
+//!
+//! A wave whose grace period ended before touchpoint first surveyed from this store
+//! ([`History::surveys_since`]) was never touchpoint's to send: it is counted as "before
+//! touchpoint began" and not recorded, and the contact's next wave is the first one. So a first
+//! run over a large book neither emails everyone nor fills the outbox with waves it never
+//! missed; a wave missed *after* that day (the daemon was down) is recorded as skipped.
 //!
 //! # One person, one survey
 //!
@@ -149,6 +153,9 @@ pub struct History {
     pub suppressed: HashMap<String, String>,
     /// Emails sent (or being sent) since the start of the current UTC day.
     pub sent_today: u32,
+    /// When touchpoint first recorded survey decisions in this store; `None` before it ever
+    /// did (a first run, or a plan with no store), which counts as now.
+    pub surveys_since: Option<DateTime<Utc>>,
 }
 
 /// The book as the cadence reads it.
@@ -208,6 +215,9 @@ pub struct Plan {
     /// Missed by more than the grace period: recorded as skipped.
     pub skipped: Vec<(Email, String)>,
     pub held: Vec<Hold>,
+    /// Waves whose grace period ended before touchpoint began surveying: not touchpoint's to
+    /// send, not recorded, and not missed.
+    pub before_start: usize,
 }
 
 /// Plans one run.
@@ -223,7 +233,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &SurveySettings) -> Plan {
             Timing::Hold(why) => plan.held.push(hold(&email, why)),
         }
     }
-    let ready = one_per_person(ready, &mut plan);
+    let ready = one_per_person(ready, inputs.history, &mut plan);
     budget(ready, inputs.history.sent_today, settings, &mut plan);
     plan
 }
@@ -235,6 +245,7 @@ fn candidates(inputs: &Inputs<'_>, settings: &SurveySettings, plan: &mut Plan) -
     contacts.sort_by(|a, b| a.id.cmp(&b.id));
     let mut goal_covered = HashSet::new();
     let mut emails = Vec::new();
+    let began = inputs.history.surveys_since.unwrap_or(inputs.now);
 
     for contact in contacts {
         let Some(account) = inputs.accounts.get(&contact.account_id) else {
@@ -246,6 +257,11 @@ fn candidates(inputs: &Inputs<'_>, settings: &SurveySettings, plan: &mut Plan) -
         for wave in waves(contact, account, settings, today) {
             if wave.survey == SurveyKind::Goal {
                 goal_covered.insert(account.id.clone());
+            }
+            let closes_at = day_start(wave.due_on) + settings.grace;
+            if closes_at <= began && closes_at <= inputs.now {
+                plan.before_start += 1;
+                continue;
             }
             match check_contact(&wave, contact, account, inputs, settings) {
                 Checked::Due(email) => emails.push(*email),
@@ -526,13 +542,24 @@ fn timing(email: &Email, inputs: &Inputs<'_>, settings: &SurveySettings) -> Timi
     Timing::Ready
 }
 
-/// Nobody gets two surveys in one run. The goal survey goes first: it comes twice a year and
-/// feeds the health score, while an NPS wave waits out the fatigue gap (and is skipped if that
-/// outlasts its grace period). Then the earliest due.
-fn one_per_person(mut emails: Vec<Email>, plan: &mut Plan) -> Vec<Email> {
-    emails.sort_by(|a, b| {
-        let rank = |e: &Email| (e.survey != SurveyKind::Goal, e.due_on, e.key.clone());
-        rank(a).cmp(&rank(b))
+/// Nobody gets two surveys in one run. Emails deferred by an earlier run's budget go first,
+/// so a cap delays an email but never starves it. Then the goal survey: it comes twice a year
+/// and feeds the health score, while an NPS wave waits out the fatigue gap (and is skipped if
+/// that outlasts its grace period). Then the earliest due.
+fn one_per_person(mut emails: Vec<Email>, history: &History, plan: &mut Plan) -> Vec<Email> {
+    let deferred = |e: &Email| {
+        history
+            .rows
+            .get(&e.key)
+            .is_some_and(|known| known.state == State::Deferred)
+    };
+    emails.sort_by_cached_key(|e| {
+        (
+            !deferred(e),
+            e.survey != SurveyKind::Goal,
+            e.due_on,
+            e.key.clone(),
+        )
     });
     let mut seen = HashSet::new();
     let mut kept = Vec::new();

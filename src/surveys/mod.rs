@@ -72,6 +72,8 @@ pub struct SurveyReport {
     /// Missed by more than the grace period: recorded as skipped.
     pub skipped: Vec<(Email, String)>,
     pub held: Vec<Hold>,
+    /// Waves that closed before touchpoint began surveying from this store (not missed).
+    pub before_start: usize,
     /// Waiting emails whose grace period ended during the pause (now skipped).
     pub expired: u64,
     pub sent: usize,
@@ -119,6 +121,7 @@ impl SurveyRun<'_> {
             _ => None,
         };
         if let Some((_, store, _)) = acting {
+            store.begin_surveying(self.now).await?;
             report.expired = store.close_expired(self.now).await?;
         }
 
@@ -150,6 +153,7 @@ impl SurveyRun<'_> {
         report.deferred = plan.deferred;
         report.skipped = plan.skipped;
         report.held = plan.held;
+        report.before_start = plan.before_start;
         Ok(report)
     }
 

@@ -48,6 +48,8 @@ use crate::store::{Store, timestamp};
 const HISTORY_DAYS: i64 = 200;
 /// How far back the fatigue gap looks: its longest configurable value.
 const FATIGUE_LOOKBACK_DAYS: i64 = 90;
+/// The flag holding when touchpoint first recorded survey decisions in this store.
+const SURVEYS_SINCE_FLAG: &str = "surveys_since";
 
 /// Where an email is in its life; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -177,7 +179,31 @@ impl Store {
         history.last_sent = self.last_sent(now).await?;
         history.suppressed = self.suppressed().await?;
         history.sent_today = self.sent_on_day(now).await?;
+        history.surveys_since = self.surveys_since().await?;
         Ok(history)
+    }
+
+    /// When touchpoint first recorded survey decisions here: the flag, or for a store whose
+    /// outbox predates the flag, its oldest row.
+    async fn surveys_since(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        if let Some(value) = self.flag(SURVEYS_SINCE_FLAG).await? {
+            return Ok(parse_time(Some(value)));
+        }
+        let oldest: Option<String> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM survey_outbox")
+                .fetch_one(self.pool())
+                .await
+                .context("failed to read the oldest survey email")?;
+        Ok(parse_time(oldest))
+    }
+
+    /// Remembers that surveying from this store began at `at`, unless it already had.
+    pub async fn begin_surveying(&self, at: DateTime<Utc>) -> anyhow::Result<()> {
+        if self.flag(SURVEYS_SINCE_FLAG).await?.is_none() {
+            let since = self.surveys_since().await?.unwrap_or(at);
+            self.set_flag(SURVEYS_SINCE_FLAG, &timestamp(since)).await?;
+        }
+        Ok(())
     }
 
     async fn last_sent(

@@ -305,11 +305,13 @@ pub struct SurveyResponse {
     pub comment: Option<String>,
 }
 
-/// The page envelope of every list endpoint.
+/// The page envelope of every list endpoint. `next_cursor` must be present: `null` ends the
+/// list, while a page without the field is malformed (a proxy that dropped it would otherwise
+/// pass off the first page as the whole list).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Page<T> {
     pub data: Vec<T>,
-    #[serde(default)]
+    #[serde(deserialize_with = "Option::deserialize")]
     pub next_cursor: Option<String>,
 }
 

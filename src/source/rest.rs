@@ -102,9 +102,10 @@ impl RestClient {
 
     /// Walks every page of a list, handing each row to `sink` as it is read.
     ///
-    /// Only one page is held at a time. A cursor the server already handed out ends the walk
-    /// with [`SourceError::RepeatingCursor`]: following it would loop forever or count rows
-    /// twice.
+    /// The next page is asked for as soon as the current one names it, and its rows are parsed
+    /// while the server prepares that page: at most two pages are held at a time. A cursor the
+    /// server already handed out ends the walk with [`SourceError::RepeatingCursor`]: following
+    /// it would loop forever or count rows twice.
     pub async fn for_each<T: DeserializeOwned>(
         &self,
         dataset: &str,
@@ -112,39 +113,63 @@ impl RestClient {
         params: &[(&str, String)],
         sink: &mut (dyn FnMut(Result<T, Rejected>) + Send),
     ) -> Result<u64, SourceError> {
-        let mut cursor: Option<String> = None;
+        let started = std::time::Instant::now();
         let mut seen = HashSet::new();
         let mut pages = 0;
+        let mut body = self.page(path, params, None).await?;
 
         loop {
-            let mut query: Vec<(&str, String)> = params.to_vec();
-            query.push(("limit", self.settings.page_size.to_string()));
-            if let Some(cursor) = &cursor {
-                query.push(("cursor", cursor.clone()));
-            }
-            let (_, body) = self.send(Method::GET, path, &query, None).await?;
             let page: Page<Box<RawValue>> =
                 serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
                     what: format!("{path} page {}", pages + 1),
                     reason: e.to_string(),
                 })?;
             pages += 1;
+            let mut take_rows = || {
+                for row in &page.data {
+                    sink(parse_row(dataset, row));
+                }
+            };
 
-            for row in &page.data {
-                sink(parse_row(dataset, row));
-            }
-
-            match page.next_cursor {
-                None => return Ok(pages),
-                Some(next) if !seen.insert(next.clone()) => {
+            let next = match page.next_cursor.as_deref() {
+                None => {
+                    take_rows();
+                    tracing::debug!(
+                        dataset,
+                        pages,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "read the {dataset} list"
+                    );
+                    return Ok(pages);
+                }
+                Some(next) if !seen.insert(next.to_owned()) => {
                     return Err(SourceError::RepeatingCursor {
                         path: path.to_owned(),
                         page: pages,
                     });
                 }
-                Some(next) => cursor = Some(next),
-            }
+                Some(next) => next.to_owned(),
+            };
+            let (fetched, ()) =
+                tokio::join!(self.page(path, params, Some(&next)), async { take_rows() });
+            body = fetched?;
         }
+    }
+
+    /// Reads one page of a list.
+    async fn page(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        cursor: Option<&str>,
+    ) -> Result<Vec<u8>, SourceError> {
+        let mut query: Vec<(&str, String)> = params.to_vec();
+        query.push(("limit", self.settings.page_size.to_string()));
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        let (_, body) = self.send(Method::GET, path, &query, None).await?;
+        Ok(body)
     }
 
     /// Sends an idempotent `PUT` with a JSON body and returns the parsed answer.

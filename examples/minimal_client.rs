@@ -41,6 +41,7 @@ struct Client {
 impl Client {
     /// Walks one list to its end; returns (pages, bytes).
     async fn walk(&self, path: &str, params: &[(&str, String)]) -> anyhow::Result<(u64, u64)> {
+        let started = Instant::now();
         let (mut pages, mut bytes) = (0, 0);
         let mut cursor: Option<String> = None;
         loop {
@@ -63,7 +64,13 @@ impl Client {
             bytes += body.len() as u64;
             match serde_json::from_slice::<Cursor>(&body)?.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => return Ok((pages, bytes)),
+                None => {
+                    eprintln!(
+                        "  {path}: {pages} pages in {} ms",
+                        started.elapsed().as_millis()
+                    );
+                    return Ok((pages, bytes));
+                }
             }
         }
     }
@@ -148,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     let puts: Vec<&Write> = writes.iter().filter(|w| w.method == "PUT").collect();
+    let writes_started = Instant::now();
     let mut answers = stream::iter(&puts)
         .map(|w| client.put(w))
         .buffer_unordered(4);
@@ -155,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
         bytes += answer?;
     }
 
+    eprintln!(
+        "  {} writes in {} ms",
+        puts.len(),
+        writes_started.elapsed().as_millis()
+    );
     println!(
         "minimal client: {pages} pages and {} writes, {:.1} MB read, {:.2} s",
         puts.len(),

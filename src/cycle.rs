@@ -12,6 +12,8 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Account, AccountId, OwnerId, Rejected, SurveyResponse};
@@ -118,12 +120,12 @@ pub struct ColourCounts {
 }
 
 impl ColourCounts {
-    fn add(&mut self, colour: &str) {
+    fn add(&mut self, colour: Colour) {
         match colour {
-            "green" => self.green += 1,
-            "yellow" => self.yellow += 1,
-            "red" => self.red += 1,
-            _ => self.na += 1,
+            Colour::Green => self.green += 1,
+            Colour::Yellow => self.yellow += 1,
+            Colour::Red => self.red += 1,
+            Colour::Na => self.na += 1,
         }
     }
 }
@@ -223,13 +225,24 @@ impl<S: Source> Cycle<'_, S> {
         }
 
         let step = Instant::now();
-        report.accounts = self
-            .score_and_save(&book, now, &previous, run_id.as_deref())
+        let outward = if self.replay { Mode::Plan } else { mode };
+        self.score_save_and_write(&mut report, &book, now, &previous, outward)
             .await?;
+        if self.replay && mode == Mode::Act {
+            report.writeback_note = Some(REPLAY_NOTE.into());
+        }
         tracing::info!(
             accounts = report.accounts.len(),
+            writes_due = report.writes_due,
             duration_ms = step.elapsed().as_millis() as u64,
-            "scored the book"
+            "{}",
+            if outward == Mode::Act {
+                "scored the book, stored the scores and wrote the changes back"
+            } else if mode == Mode::Act {
+                "scored the book and stored the scores (nothing written to the CRM)"
+            } else {
+                "scored the book (plan: nothing stored or written)"
+            }
         );
         tally(&mut report);
         report.warnings = data_warnings(&report, &book, self.settings);
@@ -239,22 +252,6 @@ impl<S: Source> Cycle<'_, S> {
         if let (Some(store), Some(run_id)) = (self.store, run_id.as_deref()) {
             store.save_rejections(run_id, &book.rejected).await?;
         }
-        let step = Instant::now();
-        let outward = if self.replay { Mode::Plan } else { mode };
-        self.write_back(&mut report, outward, now).await?;
-        if self.replay && mode == Mode::Act {
-            report.writeback_note = Some(REPLAY_NOTE.into());
-        }
-        tracing::info!(
-            due = report.writes_due,
-            duration_ms = step.elapsed().as_millis() as u64,
-            "{}",
-            if mode == Mode::Act {
-                "wrote scores back"
-            } else {
-                "listed the score write-backs due (plan: nothing written)"
-            }
-        );
         let step = Instant::now();
         report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
         tracing::info!(
@@ -466,88 +463,139 @@ impl<S: Source> Cycle<'_, S> {
         }
     }
 
-    /// Scores every live account that is not held back, in account-id order, saving each
-    /// chunk's scores and receipts as it goes (when acting) so that receipts, the bulkiest part
-    /// of a score, are never all in memory at once.
-    async fn score_and_save(
+    /// Scores every live account that is not held back, in account-id order, chunk by chunk.
+    ///
+    /// When acting, a [`Saver`] task stores each chunk's scores and receipts and a write-back
+    /// task sends the changed scores to the CRM while the next chunk is scored: receipts, the
+    /// bulkiest part of a score, are never all in memory at once, and the store's disk, the
+    /// CRM's round trips and the scoring work side by side. Once both are done, the accounts
+    /// the CRM stored are marked as written. A crash in between only means some scores are
+    /// sent again next cycle: the write is idempotent.
+    async fn score_save_and_write(
         &self,
+        report: &mut CycleReport,
         book: &Book,
         now: DateTime<Utc>,
         previous: &HashMap<String, Latest>,
-        run_id: Option<&str>,
-    ) -> anyhow::Result<Vec<ScoredAccount>> {
+        outward: Mode,
+    ) -> anyhow::Result<()> {
+        let scoring = &self.settings.scoring;
+        let saver = match (self.store, report.run_id.as_deref()) {
+            (Some(store), Some(run_id)) => Some(Saver::start(store, run_id, now, scoring)),
+            _ => None,
+        };
+        let writer = self.health_writer(report, outward);
         let live: Vec<&Account> = book
             .accounts
             .values()
             .filter(|account| !account.archived && !book.held.contains_key(&account.id))
             .collect();
-        let scoring = &self.settings.scoring;
-        let mut scored = Vec::with_capacity(live.len());
+        report.accounts.reserve(live.len());
 
         for chunk in live.chunks(SCORE_CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for account in chunk {
-                let Some(facts) = book.facts.get(&account.id) else {
-                    continue;
-                };
-                let card = scoring::score(facts, scoring, now);
-                let latest = previous.get(account.id.as_str());
-                let compared = compare(account, &card, latest, now);
-                if run_id.is_some() {
-                    rows.push(ScoreRow {
-                        account_id: compared.account_id.clone(),
-                        scored: compared.current.clone(),
-                        trend: compared.trend.as_str().to_owned(),
-                        receipt: serde_json::to_string(&card.receipt)
-                            .context("failed to serialise a receipt")?,
-                        red_since: compared.red_since,
-                        changed: compared.changed(),
-                    });
-                }
-                scored.push(compared);
+            let (rows, items) =
+                self.score_chunk(report, book, chunk, now, previous, &saver, &writer)?;
+            if let Some(saver) = &saver
+                && saver.rows.send(rows).await.is_err()
+            {
+                break;
             }
-            if let (Some(store), Some(run_id)) = (self.store, run_id) {
-                store
-                    .save_scores(run_id, now, &scoring.version(), &rows)
-                    .await
-                    .context("failed to save the scores")?;
+            if let Some((items_tx, _)) = &writer {
+                // The writer only stops early by panicking, which its join below reports.
+                let _ = items_tx.send(items).await;
             }
         }
-        Ok(scored)
+
+        let written = match writer {
+            Some((items_tx, task)) => {
+                drop(items_tx);
+                Some(
+                    task.await
+                        .context("the score write-back stopped unexpectedly")?,
+                )
+            }
+            None => None,
+        };
+        if let Some(saver) = saver {
+            saver.finish().await.context("failed to save the scores")?;
+        }
+        if let (Some(store), Some(written)) = (self.store, &written) {
+            store.mark_written(&written.stored, Utc::now()).await?;
+        }
+        if written.is_some() {
+            report.client = self.crm.map(RestClient::counts);
+        }
+        report.writeback = written;
+        Ok(())
     }
 
-    async fn write_back(
+    /// Scores one chunk of accounts into the report, and returns the rows to save and the
+    /// score changes to write back (empty where there is no saver or writer).
+    #[allow(clippy::too_many_arguments)]
+    fn score_chunk(
         &self,
         report: &mut CycleReport,
-        mode: Mode,
+        book: &Book,
+        chunk: &[&Account],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let due: Vec<&ScoredAccount> = report.accounts.iter().filter(|a| a.needs_write()).collect();
-        report.writes_due = due.len();
+        previous: &HashMap<String, Latest>,
+        saver: &Option<Saver>,
+        writer: &Option<HealthWriter>,
+    ) -> anyhow::Result<(Vec<ScoreRow>, Vec<HealthItem>)> {
+        let scoring = &self.settings.scoring;
+        let model_version = scoring.model_version();
+        let mut rows = Vec::new();
+        let mut items = Vec::new();
+        for account in chunk {
+            let Some(facts) = book.facts.get(&account.id) else {
+                continue;
+            };
+            let card = scoring::score(facts, scoring, now);
+            let compared = compare(account, &card, previous.get(account.id.as_str()), now);
+            if compared.needs_write() {
+                report.writes_due += 1;
+                if writer.is_some() {
+                    let id = &compared.account_id;
+                    items.push(HealthItem::new(id, &compared.current, now, model_version));
+                }
+            }
+            if saver.is_some() {
+                rows.push(ScoreRow {
+                    account_id: compared.account_id.clone(),
+                    scored: compared.current.clone(),
+                    trend: compared.trend.as_str().to_owned(),
+                    receipt: serde_json::to_string(&card.receipt)
+                        .context("failed to serialise a receipt")?,
+                    red_since: compared.red_since,
+                    changed: compared.changed(),
+                });
+            }
+            report.accounts.push(compared);
+        }
+        Ok((rows, items))
+    }
+
+    /// Starts the task that writes score changes back to the CRM, when this cycle writes back;
+    /// otherwise notes why it does not.
+    fn health_writer(&self, report: &mut CycleReport, outward: Mode) -> Option<HealthWriter> {
         let Some(crm) = self.crm else {
             report.writeback_note = Some("the source has no CRM to write scores back to".into());
-            return Ok(());
+            return None;
         };
         if !self.settings.writeback.enabled {
             report.writeback_note = Some("write-back is off (writeback.enabled = false)".into());
-            return Ok(());
+            return None;
         }
-        if mode == Mode::Plan {
-            return Ok(());
+        if outward == Mode::Plan {
+            return None;
         }
-
-        let model_version = self.settings.scoring.model_version();
-        let items: Vec<HealthItem> = due
-            .iter()
-            .map(|a| HealthItem::new(&a.account_id, &a.current, now, model_version))
-            .collect();
-        let written = writeback::write_back(crm, &self.settings.writeback, items).await;
-        if let Some(store) = self.store {
-            store.mark_written(&written.stored, Utc::now()).await?;
-        }
-        report.client = Some(crm.counts());
-        report.writeback = Some(written);
-        Ok(())
+        let (items_tx, items_rx) = mpsc::channel(PIPELINE_CHUNKS);
+        let task = tokio::spawn(writeback::write_back(
+            crm.clone(),
+            self.settings.writeback.clone(),
+            items_rx,
+        ));
+        Some((items_tx, task))
     }
 
     /// Opens (or in a plan, lists) the follow-up tasks this cycle's scores and answers call for.
@@ -622,10 +670,10 @@ fn compare(
     now: DateTime<Utc>,
 ) -> ScoredAccount {
     let current = stored(card);
-    let before = previous.map(|p| p.scored.clone());
+    let before = previous.map(|p| p.scored);
     let trend = Trend::between(before.as_ref(), &current);
-    let red = Colour::Red.as_str();
-    let turned_red = current.band == red && before.as_ref().is_some_and(|b| b.band != red);
+    let red = Colour::Red;
+    let turned_red = current.band == red && before.is_some_and(|b| b.band != red);
     let red_since = match (current.band == red, turned_red) {
         (false, _) => None,
         (true, true) => Some(now.date_naive()),
@@ -658,16 +706,16 @@ fn compare(
 fn stored(card: &Scorecard) -> StoredScore {
     StoredScore {
         score: card.score.map(|s| s.get()),
-        band: card.band.as_str().to_owned(),
-        measures: Measure::ALL.map(|m| card.measures.get(m).as_str().to_owned()),
+        band: card.band,
+        measures: Measure::ALL.map(|m| *card.measures.get(m)),
     }
 }
 
 fn tally(report: &mut CycleReport) {
     report.scored = report.accounts.len();
     for account in &report.accounts {
-        report.bands.add(&account.current.band);
-        for (measure, colour) in Measure::ALL.iter().zip(&account.current.measures) {
+        report.bands.add(account.current.band);
+        for (measure, colour) in Measure::ALL.iter().zip(account.current.measures) {
             report
                 .measures
                 .entry(measure.as_str().to_owned())
@@ -683,6 +731,46 @@ const REPLAY_NOTE: &str = "this cycle replays a past day (--as-of): scores are s
 
 /// Accounts scored (and saved) per chunk.
 const SCORE_CHUNK: usize = 2000;
+/// Chunks waiting for the saver or the writer before the scoring waits for them: enough to
+/// keep both busy, few enough that receipts never pile up in memory.
+const PIPELINE_CHUNKS: usize = 2;
+
+/// The sending half of the write-back task, and the task itself.
+type HealthWriter = (mpsc::Sender<Vec<HealthItem>>, JoinHandle<WritebackReport>);
+
+/// A task that saves chunks of scores as the cycle hands them over, in order, each chunk in
+/// one transaction.
+struct Saver {
+    rows: mpsc::Sender<Vec<ScoreRow>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Saver {
+    fn start(
+        store: &Store,
+        run_id: &str,
+        as_of: DateTime<Utc>,
+        scoring: &scoring::ScoringConfig,
+    ) -> Self {
+        let (rows, mut chunks) = mpsc::channel::<Vec<ScoreRow>>(PIPELINE_CHUNKS);
+        let (store, run_id, version) = (store.clone(), run_id.to_owned(), scoring.version());
+        let task = tokio::spawn(async move {
+            while let Some(chunk) = chunks.recv().await {
+                store.save_scores(&run_id, as_of, &version, &chunk).await?;
+            }
+            Ok(())
+        });
+        Self { rows, task }
+    }
+
+    /// Waits for every chunk handed over to be saved, and says whether all were.
+    async fn finish(self) -> anyhow::Result<()> {
+        drop(self.rows);
+        self.task
+            .await
+            .context("the task saving scores stopped unexpectedly")?
+    }
+}
 
 /// A measure red for at least this share of the book is more likely a data problem than news.
 const SUSPICIOUS_RED_SHARE: f64 = 0.9;

@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::model::Rejected;
+use crate::scoring::Colour;
 use crate::settings::StoreSettings;
 
 /// Rows per transaction when saving scores: large enough to amortise the commit, small enough
@@ -72,21 +73,23 @@ pub struct RunStart {
     pub source: String,
 }
 
-/// An account's score as stored: colours are their lowercase names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An account's score as stored (colours as their lowercase names). Plain colours rather than
+/// text: a cycle keeps two of these for every account of the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StoredScore {
     pub score: Option<u8>,
-    pub band: String,
+    pub band: Colour,
     /// deployment, engagement, adoption, roi; serialised as an object with those names.
     #[serde(serialize_with = "measures_by_name")]
-    pub measures: [String; 4],
+    pub measures: [Colour; 4],
 }
 
 impl StoredScore {
     /// The exact content written to the CRM; equal fingerprints need no new write.
     pub fn fingerprint(&self) -> String {
         let score = self.score.map_or("na".to_owned(), |s| s.to_string());
-        format!("{score}|{}|{}", self.band, self.measures.join("|"))
+        let measures = self.measures.map(Colour::as_str).join("|");
+        format!("{score}|{}|{measures}", self.band)
     }
 }
 
@@ -137,7 +140,7 @@ pub struct Explained {
 }
 
 fn measures_by_name<S: serde::Serializer>(
-    measures: &[String; 4],
+    measures: &[Colour; 4],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
@@ -476,9 +479,15 @@ fn stored_score(row: &sqlx::sqlite::SqliteRow) -> StoredScore {
         score: row
             .get::<Option<i64>, _>("score")
             .map(|s| s.clamp(0, 100) as u8),
-        band: row.get("band"),
-        measures: ["deployment", "engagement", "adoption", "roi"].map(|m| row.get(m)),
+        band: colour(row, "band"),
+        measures: ["deployment", "engagement", "adoption", "roi"].map(|m| colour(row, m)),
     }
+}
+
+/// A colour column; anything the store does not know (written by a newer version) reads as
+/// N/A rather than failing the whole read.
+fn colour(row: &sqlx::sqlite::SqliteRow, column: &str) -> Colour {
+    Colour::parse(row.get(column)).unwrap_or(Colour::Na)
 }
 
 async fn upsert_latest(
@@ -493,13 +502,13 @@ async fn upsert_latest(
          engagement, adoption, roi, trend, receipt, config_version, red_since) ",
     );
     insert.push_values(rows, |mut values, row| {
-        let [deployment, engagement, adoption, roi] = &row.scored.measures;
+        let [deployment, engagement, adoption, roi] = row.scored.measures.map(Colour::as_str);
         values
             .push_bind(&row.account_id)
             .push_bind(run_id)
             .push_bind(as_of)
             .push_bind(row.scored.score.map(i64::from))
-            .push_bind(&row.scored.band)
+            .push_bind(row.scored.band.as_str())
             .push_bind(deployment)
             .push_bind(engagement)
             .push_bind(adoption)
@@ -537,13 +546,13 @@ async fn insert_history(
          engagement, adoption, roi, receipt, config_version) ",
     );
     insert.push_values(rows, |mut values, row| {
-        let [deployment, engagement, adoption, roi] = &row.scored.measures;
+        let [deployment, engagement, adoption, roi] = row.scored.measures.map(Colour::as_str);
         values
             .push_bind(&row.account_id)
             .push_bind(run_id)
             .push_bind(as_of)
             .push_bind(row.scored.score.map(i64::from))
-            .push_bind(&row.scored.band)
+            .push_bind(row.scored.band.as_str())
             .push_bind(deployment)
             .push_bind(engagement)
             .push_bind(adoption)

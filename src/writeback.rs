@@ -5,10 +5,14 @@
 //! answers a status per item; only items it stored (`200`) are marked as written, so a refused
 //! or failed item is sent again next cycle.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
+use crate::scoring::Colour;
 use crate::settings::WritebackSettings;
 use crate::source::{RestClient, SourceError};
 use crate::store::StoredScore;
@@ -18,7 +22,7 @@ use crate::store::StoredScore;
 pub struct HealthItem {
     pub account_id: String,
     pub score: Option<u8>,
-    pub band: String,
+    pub band: Colour,
     pub measures: Measures,
     pub computed_at: DateTime<Utc>,
     pub model_version: String,
@@ -29,10 +33,10 @@ pub struct HealthItem {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Measures {
-    pub deployment: String,
-    pub engagement: String,
-    pub adoption: String,
-    pub roi: String,
+    pub deployment: Colour,
+    pub engagement: Colour,
+    pub adoption: Colour,
+    pub roi: Colour,
 }
 
 impl HealthItem {
@@ -42,11 +46,11 @@ impl HealthItem {
         computed_at: DateTime<Utc>,
         model_version: &str,
     ) -> Self {
-        let [deployment, engagement, adoption, roi] = scored.measures.clone();
+        let [deployment, engagement, adoption, roi] = scored.measures;
         Self {
             account_id: account_id.to_owned(),
             score: scored.score,
-            band: scored.band.clone(),
+            band: scored.band,
             measures: Measures {
                 deployment,
                 engagement,
@@ -90,30 +94,34 @@ pub struct WritebackReport {
     pub failed_batches: Vec<String>,
 }
 
-/// Sends `items` in batches and reports what the CRM stored.
+/// Sends every item it receives, batch by batch, several batches in flight at once, and
+/// reports what the CRM stored. Items arrive in chunks while the cycle is still scoring, so
+/// the CRM's round trips overlap the scoring and the store's writes; the report is complete
+/// once the sender is dropped.
 pub async fn write_back(
-    client: &RestClient,
-    settings: &WritebackSettings,
-    items: Vec<HealthItem>,
+    client: RestClient,
+    settings: WritebackSettings,
+    chunks: mpsc::Receiver<Vec<HealthItem>>,
 ) -> WritebackReport {
-    let mut report = WritebackReport {
-        attempted: items.len(),
-        ..WritebackReport::default()
-    };
-    // Batches travel as index ranges: a future that borrows a slice handed to the closure
-    // would not be `Send` for every lifetime, and the daemon runs cycles on spawned tasks.
-    let items = &items;
-    let batches = (0..items.len()).step_by(settings.batch_size.max(1));
-    let mut answers = stream::iter(batches)
-        .map(|start| async move {
-            let batch = &items[start..items.len().min(start + settings.batch_size.max(1))];
-            (batch, put_batch(client, batch).await)
+    let size = settings.batch_size.max(1);
+    let batches = stream::unfold(chunks, |mut chunks| async move {
+        chunks.recv().await.map(|chunk| (chunk, chunks))
+    })
+    .flat_map(|chunk| stream::iter(in_batches(chunk, size)));
+    let client = &client;
+    let answers = batches
+        .map(|batch| async move {
+            let answer = put_batch(client, &batch).await;
+            (batch, answer)
         })
-        .buffer_unordered(settings.concurrency);
+        .buffer_unordered(settings.concurrency.max(1));
+    let mut answers = std::pin::pin!(answers);
 
+    let mut report = WritebackReport::default();
     while let Some((batch, answer)) = answers.next().await {
+        report.attempted += batch.len();
         match answer {
-            Ok(results) => record_results(&mut report, batch, results),
+            Ok(results) => record_results(&mut report, &batch, results),
             Err(e) => {
                 tracing::warn!(items = batch.len(), "a health write-back batch failed: {e}");
                 report.failed_batches.push(e.to_string());
@@ -124,6 +132,19 @@ pub async fn write_back(
     report
 }
 
+/// Splits a chunk into batches of at most `size` items.
+fn in_batches(mut chunk: Vec<HealthItem>, size: usize) -> Vec<Vec<HealthItem>> {
+    let mut batches = Vec::with_capacity(chunk.len().div_ceil(size));
+    while chunk.len() > size {
+        let rest = chunk.split_off(size);
+        batches.push(std::mem::replace(&mut chunk, rest));
+    }
+    if !chunk.is_empty() {
+        batches.push(chunk);
+    }
+    batches
+}
+
 async fn put_batch(
     client: &RestClient,
     batch: &[HealthItem],
@@ -132,8 +153,10 @@ async fn put_batch(
 }
 
 fn record_results(report: &mut WritebackReport, batch: &[HealthItem], results: HealthResults) {
+    let by_id: HashMap<&str, &HealthItem> =
+        batch.iter().map(|i| (i.account_id.as_str(), i)).collect();
     for result in results.results {
-        let Some(item) = batch.iter().find(|i| i.account_id == result.account_id) else {
+        let Some(item) = by_id.get(result.account_id.as_str()) else {
             continue;
         };
         if result.status == 200 {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::cycle::{ColourCounts, CycleReport, Mode, ScoredAccount, Trend};
-use crate::scoring::Receipt;
+use crate::scoring::{Colour, Receipt};
 use crate::store::{Explained, RunStatus, StoredScore};
 use crate::tasks::Decision;
 
@@ -196,7 +196,7 @@ fn why(account: &ScoredAccount) -> String {
             Some(before) if before.measures[i] != account.current.measures[i] => {
                 Some(format!("[was {}] {reason}", before.measures[i]))
             }
-            None if account.current.measures[i] != "green" => Some(reason.clone()),
+            None if account.current.measures[i] != Colour::Green => Some(reason.clone()),
             _ => None,
         })
         .collect();
@@ -314,6 +314,14 @@ fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
         surveys.skipped.len(),
         surveys.held.len()
     );
+    if surveys.before_start > 0 {
+        let _ = writeln!(
+            out,
+            "  {} wave(s) closed before touchpoint began surveying from this store: not missed, \
+             not sent; those contacts start with their next wave",
+            surveys.before_start
+        );
+    }
     if let Some(backend) = &surveys.backend {
         let _ = writeln!(
             out,
@@ -472,7 +480,7 @@ fn next_steps(out: &mut String, report: &CycleReport) {
     let example = report
         .accounts
         .iter()
-        .filter(|a| a.current.band == "red")
+        .filter(|a| a.current.band == Colour::Red)
         .max_by_key(|a| (a.turned_red, -a.delta()));
 
     let _ = writeln!(out, "\nWhere to look next:");
@@ -528,7 +536,7 @@ pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
             row.as_of,
             score,
             row.scored.band,
-            row.scored.measures.join("/")
+            row.scored.measures.map(Colour::as_str).join("/")
         );
     }
     Ok(out)

@@ -17,6 +17,13 @@ pub enum Colour {
 }
 
 impl Colour {
+    /// The colour named as [`Colour::as_str`] names it.
+    pub fn parse(name: &str) -> Option<Colour> {
+        [Colour::Green, Colour::Yellow, Colour::Red, Colour::Na]
+            .into_iter()
+            .find(|colour| colour.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Colour::Green => "green",

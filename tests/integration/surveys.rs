@@ -516,6 +516,34 @@ async fn a_temporary_failure_is_retried_later_and_a_permanent_one_is_final() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_relay_refusing_to_relay_fails_the_email_without_suppressing_the_address() {
+    let h = Harness::start(&[]).await;
+    let key = "goal:6m:A-end:P-later";
+    h.smtp
+        .reply_to_rcpt("later@example.com", "550 5.7.1 relaying denied");
+
+    let report = h.cycle(MONDAY).await;
+
+    let surveys = report.surveys.expect("a survey step");
+    assert_eq!(surveys.bounced, 0, "{:?}", surveys.failures);
+    let row = h.rows().await[key].clone();
+    assert_eq!(row.state, "failed_permanent");
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("5.7.1")),
+        "{row:?}"
+    );
+    let store = h.app.store().await;
+    let history = store.survey_history(at(MONDAY)).await.expect("history");
+    assert!(
+        !history.suppressed.contains_key("later@example.com"),
+        "{:?}",
+        history.suppressed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn starttls_is_required_by_default() {
     let h = Harness::start(&[("TOUCHPOINT__MAIL__SMTP__TLS", "starttls")]).await;
     h.cycle(MONDAY).await;

@@ -2,9 +2,9 @@
 //!
 //! The backend is chosen once, at start-up: [`Mailer::Smtp`] (lettre, a connection pool,
 //! STARTTLS required by default, implicit TLS as an option, plain text only when explicitly
-//! allowed) or [`Mailer::File`], which writes each message as an `.eml` file and is the default
-//! so that nothing leaves the machine until SMTP is configured. Both run the same code up to the
-//! last step. What to send, and when, is the surveys module's business; this one only sends.
+//! allowed and only for a loopback relay) or [`Mailer::File`], which writes each message as an
+//! `.eml` file and is the default so that nothing leaves the machine until SMTP is configured.
+//! Both run the same code up to the last step. What to send, and when, is the surveys module's business; this one only sends.
 //!
 //! SMTP replies are classified for the outbox: 4xx, lost connections, timeouts and TLS trouble
 //! are temporary (retried on a later cycle); 5xx replies are final. lettre does not say which
@@ -134,16 +134,8 @@ fn smtp_transport(
     let tls = match smtp.tls {
         TlsMode::StartTls => Tls::Required(tls_parameters(&smtp.host)?),
         TlsMode::Implicit => Tls::Wrapper(tls_parameters(&smtp.host)?),
-        TlsMode::None => {
-            if !is_loopback(&smtp.host) {
-                tracing::warn!(
-                    smtp.host = %smtp.host,
-                    "SMTP without TLS to a host that is not loopback: mail crosses the network \
-                     in plain text"
-                );
-            }
-            Tls::None
-        }
+        // Settings allow it only for a loopback relay.
+        TlsMode::None => Tls::None,
     };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
         .port(smtp.port)
@@ -159,13 +151,6 @@ fn smtp_transport(
 fn tls_parameters(host: &str) -> anyhow::Result<TlsParameters> {
     TlsParameters::new(host.to_owned())
         .with_context(|| format!("failed to set up TLS for the SMTP server {host}"))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Builds the message: multipart/alternative (plain text, then HTML), RFC 2047 encoded

@@ -140,3 +140,31 @@ fn daemon_settings_errors_name_the_key() {
         assert_eq!(error.key, key, "{error}");
     }
 }
+
+#[test]
+fn plain_text_smtp_is_refused_for_a_relay_that_is_not_on_loopback() {
+    let plain = |host: &str| {
+        Settings::load_from(
+            None,
+            env(&[
+                ("TOUCHPOINT__MAIL__BACKEND", "smtp"),
+                ("TOUCHPOINT__MAIL__SMTP__HOST", host),
+                ("TOUCHPOINT__MAIL__SMTP__TLS", "none"),
+                ("TOUCHPOINT__MAIL__SMTP__ALLOW_PLAINTEXT", "true"),
+            ]),
+        )
+    };
+
+    for host in ["smtp.example.com", "10.0.0.25", "0.0.0.0"] {
+        let error = plain(host).expect_err("plain text across the network is refused");
+        assert_eq!(error.key, "mail.smtp.tls", "{error}");
+        let said = error.to_string();
+        assert!(
+            said.contains("mail.smtp.host") && said.contains(host),
+            "{said}"
+        );
+    }
+    for host in ["localhost", "127.0.0.1", "::1"] {
+        assert!(plain(host).is_ok(), "{host} is a loopback relay");
+    }
+}

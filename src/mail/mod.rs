@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use settings::{Backend, MailSettings, SmtpSettings, TlsMode};
 
-use crate::surveys::mask;
+use crate::telemetry::mask_email;
 
 pub const USERNAME_VARIABLE: &str = "TOUCHPOINT_SMTP_USERNAME";
 pub const PASSWORD_VARIABLE: &str = "TOUCHPOINT_SMTP_PASSWORD";
@@ -258,7 +258,7 @@ pub fn scrub(reply: &str) -> String {
         .split(' ')
         .map(|word| {
             if word.contains('@') {
-                mask::email(word.trim_matches(|c| c == '<' || c == '>' || c == ':'))
+                mask_email(word.trim_matches(|c| c == '<' || c == '>' || c == ':'))
             } else {
                 word.to_owned()
             }
@@ -292,7 +292,7 @@ mod tests {
         let reply = "permanent error (550): 5.1.1 <zoe.angstrom@example.com>: unknown user";
         assert_eq!(
             scrub(reply),
-            "permanent error (550): 5.1.1 z***@example.com unknown user"
+            "permanent error (550): 5.1.1 z***@e***.com unknown user"
         );
     }
 

@@ -32,6 +32,7 @@ use crate::pull::Book;
 use crate::settings::Settings;
 use crate::source::RestClient;
 use crate::store::Store;
+use crate::telemetry::mask_email;
 use answers::{PushReport, key_hash};
 use cadence::{Email, Hold, Inputs, Plan};
 use outbox::{Attempt, OutboxRow, State};
@@ -253,7 +254,7 @@ impl SurveyRun<'_> {
         result: Result<(), SendError>,
     ) -> (Attempt, Outcome) {
         let mail = &self.settings.mail;
-        let to = mask::email(&email.recipient);
+        let to = mask_email(&email.recipient);
         match result {
             Ok(()) => {
                 tracing::debug!(outbox.key = %email.key, recipient = %to, "survey email sent");
@@ -355,7 +356,7 @@ pub fn compose(
     let address = email
         .recipient
         .parse()
-        .with_context(|| format!("{} is not an address", mask::email(&email.recipient)))?;
+        .with_context(|| format!("{} is not an address", mask_email(&email.recipient)))?;
     Ok(Outgoing {
         to: Mailbox::new(email.display_name.clone(), address),
         subject: rendered.subject,

@@ -186,11 +186,43 @@ pub struct Cycle<'a, S: Source> {
 }
 
 impl<S: Source> Cycle<'_, S> {
-    /// Runs the cycle as of `now`.
+    /// Runs the cycle as of `now`. A step that fails with an error after the run was begun
+    /// ends the run as `failed`, with the error's cause chain as its reason, before the error
+    /// is returned: a run left `running` would hide the failure from `/readyz` and the metrics.
     pub async fn run(&self, now: DateTime<Utc>, mode: Mode) -> anyhow::Result<CycleReport> {
         let run_id = (mode == Mode::Act).then(new_run_id);
         self.begin(run_id.as_deref(), now).await?;
 
+        let result = self.steps(run_id.clone(), now, mode).await;
+        match (result, run_id) {
+            (Err(error), Some(run_id)) => Err(self.failed(&run_id, error).await),
+            (result, _) => result,
+        }
+    }
+
+    /// Records the run `run_id` as failed with `error` and returns the error, naming the run.
+    async fn failed(&self, run_id: &str, error: anyhow::Error) -> anyhow::Error {
+        let Some(store) = self.store else {
+            return error;
+        };
+        let reason = crate::telemetry::mask_emails_in(&format!("{error:#}"));
+        let summary = serde_json::json!({});
+        let recorded = store
+            .finish_run(run_id, RunStatus::Failed, Some(&reason), None, &summary)
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(run.id = run_id, "could not record the run as failed: {e:#}");
+        }
+        error.context(format!("run {run_id} failed"))
+    }
+
+    /// Pull, score, store, write back, surveys, tasks: the cycle itself.
+    async fn steps(
+        &self,
+        run_id: Option<String>,
+        now: DateTime<Utc>,
+        mode: Mode,
+    ) -> anyhow::Result<CycleReport> {
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
         let step = Instant::now();
         let Some(mut book) = self.pull_unless_stopped(now, nps_since).await else {

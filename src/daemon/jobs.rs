@@ -153,7 +153,13 @@ impl Job for PullAndScore {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, anyhow::Result<JobOutcome>> {
         Box::pin(async move {
             let started = Instant::now();
-            let report = cycle(ctx).await?;
+            let report = match cycle(ctx).await {
+                Ok(report) => report,
+                Err(error) => {
+                    ctx.metrics.observe_failed_cycle(started.elapsed());
+                    return Err(error);
+                }
+            };
             ctx.metrics.observe_cycle(&report, started.elapsed());
             if let Some(surveys) = &report.surveys {
                 count_emails(&ctx.metrics, surveys);
@@ -163,15 +169,26 @@ impl Job for PullAndScore {
     }
 }
 
+/// Runs one cycle. When it fails with an error, the CRM requests it made are counted here
+/// (a report would have carried them).
 async fn cycle(ctx: &JobContext) -> anyhow::Result<CycleReport> {
+    let crm = ctx.crm()?;
+    let result = cycle_with(ctx, crm.as_ref()).await;
+    if let (Err(_), Some(client)) = (&result, &crm) {
+        ctx.metrics.observe_client(client.counts());
+    }
+    result
+}
+
+async fn cycle_with(ctx: &JobContext, crm: Option<&RestClient>) -> anyhow::Result<CycleReport> {
     let settings = ctx.settings.as_ref();
     let now = Utc::now();
-    match (&settings.source.kind, ctx.crm()?) {
+    match (&settings.source.kind, crm) {
         (SourceKind::Rest, Some(client)) => {
             let cycle = Cycle {
                 settings,
-                source: &client,
-                crm: Some(&client),
+                source: client,
+                crm: Some(client),
                 store: Some(&ctx.store),
                 delivery: ctx.delivery.as_deref(),
                 command: RUN_COMMAND,

@@ -298,6 +298,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a cycle that ended with an error (its run is recorded as failed).
+    pub fn observe_failed_cycle(&self, took: Duration) {
+        let status = StatusLabels {
+            status: "failed".to_owned(),
+        };
+        self.cycles.get_or_create(&status).inc();
+        self.cycle_duration.observe(took.as_secs_f64());
+    }
+
     /// Adds one CRM client's counters (a client lives for one job run).
     pub fn observe_client(&self, counts: ClientCounts) {
         self.source_requests.inc_by(counts.requests);

@@ -178,7 +178,9 @@ pub struct Cycle<'a, S: Source> {
     pub command: &'a str,
     /// Asks the cycle to stop (the daemon is shutting down). It stops only at a safe point:
     /// while it is still reading, or right after, before anything is stored; the run is then
-    /// recorded as interrupted. Once it has begun storing, it finishes. `None`: never asked.
+    /// recorded as interrupted. Once it has begun storing, it finishes, except that no further
+    /// survey email is sent: those in flight are recorded, the rest stay planned for the next
+    /// run, and the run's reason says how many. `None`: never asked.
     pub stop: Option<&'a CancellationToken>,
     /// This cycle replays a past day (`--as-of`): it stores its scores locally and plans the
     /// rest, but writes nothing to the CRM and sends nothing, unless the caller asked to act.
@@ -288,7 +290,17 @@ impl<S: Source> Cycle<'_, S> {
             }
         );
         let step = Instant::now();
-        report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
+        let surveys = self.surveys(&book, report.run_id.as_deref(), now).await?;
+        if surveys.not_sent > 0 {
+            add_reason(
+                &mut report,
+                format!(
+                    "sending stopped early: {} survey email(s) stay planned for the next run",
+                    surveys.not_sent
+                ),
+            );
+        }
+        report.surveys = Some(surveys);
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
             "{}",
@@ -311,7 +323,8 @@ impl<S: Source> Cycle<'_, S> {
         if let Some(tasks) = &report.tasks {
             report.client = self.crm.map(RestClient::counts);
             if tasks.breaker.as_ref().is_some_and(|b| b.tripped) {
-                report.reason = Some("the mass-change breaker holds health-driven tasks".into());
+                let held = "the mass-change breaker holds health-driven tasks";
+                add_reason(&mut report, held.into());
             }
         }
         if !report.held.is_empty() || !report.rejected.is_empty() {
@@ -368,6 +381,7 @@ impl<S: Source> Cycle<'_, S> {
             store: self.store,
             crm: self.crm,
             delivery: self.delivery,
+            stop: self.stop,
             now,
         };
         let mut report = run.run(book, run_id).await?;
@@ -630,6 +644,7 @@ impl<S: Source> Cycle<'_, S> {
             "surveys_sent": report.surveys.as_ref().map(|s| s.sent),
             "surveys_deferred": report.surveys.as_ref().map(|s| s.deferred.len()),
             "surveys_failed": report.surveys.as_ref().map(|s| s.failures.len()),
+            "surveys_not_sent": report.surveys.as_ref().map(|s| s.not_sent),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });
@@ -645,6 +660,14 @@ impl<S: Source> Cycle<'_, S> {
             )
             .await
     }
+}
+
+/// Adds `reason` to the report's reason, after any it already has.
+fn add_reason(report: &mut CycleReport, reason: String) {
+    report.reason = Some(match report.reason.take() {
+        Some(earlier) => format!("{earlier}; {reason}"),
+        None => reason,
+    });
 }
 
 fn compare(

@@ -2,11 +2,11 @@
 //! *when* a job runs (its schedule, the lease, no overlap, catch-up); the job decides *what*
 //! happens, and says how it went.
 //!
-//! [`standard_jobs`] lists the jobs that come with touchpoint: `pull_and_score` (one cycle)
-//! and `reconcile_tasks` (task closings from the CRM between cycles). A module with work of its
-//! own, such as sending the survey waves that are due or pushing collected answers to the CRM,
-//! implements [`Job`], is added with [`super::Daemon::job`], and gets a schedule under
-//! `daemon.jobs.<name>` in the configuration.
+//! [`standard_jobs`] lists the jobs that come with touchpoint: `pull_and_score` (one cycle,
+//! surveys and tasks included), `reconcile_tasks` (task closings from the CRM between cycles)
+//! and `push_answers` (collected answers to the CRM between cycles). More work plugs in the
+//! same way: implement [`Job`], add it with [`super::Daemon::job`], and give it a schedule
+//! under `daemon.jobs.<name>` in the configuration.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -215,12 +215,12 @@ async fn cycle_with(ctx: &JobContext, crm: Option<&RestClient>) -> anyhow::Resul
     }
 }
 
-/// Adds a cycle's survey emails to the email counters.
+/// Adds a cycle's survey emails to the email counters. Deferred emails are not counted here:
+/// the same email may wait several cycles, so `/metrics` reads how many wait now instead.
 fn count_emails(metrics: &Metrics, surveys: &SurveyReport) {
     let emails = &metrics.emails;
     emails.sent.inc_by(surveys.sent as u64);
     emails.failed.inc_by(surveys.failures.len() as u64);
-    emails.deferred.inc_by(surveys.deferred.len() as u64);
     emails.suppressed.inc_by(surveys.bounced as u64);
 }
 
@@ -242,10 +242,26 @@ impl Job for PushAnswers {
             let Some(client) = ctx.crm()? else {
                 return Ok(JobOutcome::new(JobStatus::Skipped, "the source has no CRM"));
             };
-            let pushed = answers::push(&ctx.store, &client).await?;
-            Ok(JobOutcome::new(JobStatus::Succeeded, format!("{pushed:?}")))
+            let pushed = answers::push(&ctx.store, &client).await;
+            ctx.metrics.observe_client(client.counts());
+            Ok(push_outcome(&pushed?))
         })
     }
+}
+
+/// Succeeded when every answer reached the CRM, partial when some did, failed when none did.
+fn push_outcome(pushed: &answers::PushReport) -> JobOutcome {
+    let failed = pushed.failures.len();
+    let status = match (pushed.pushed, failed) {
+        (_, 0) => JobStatus::Succeeded,
+        (0, _) => JobStatus::Failed,
+        _ => JobStatus::Partial,
+    };
+    let detail = format!(
+        "{} answer(s) pushed, {failed} failed (each failure is logged and tried again next time)",
+        pushed.pushed
+    );
+    JobOutcome::new(status, detail)
 }
 
 /// Reads task closings from the CRM between cycles.

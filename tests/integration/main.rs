@@ -7,6 +7,7 @@ mod config;
 mod cycle;
 mod faults;
 mod helpers;
+mod jobs;
 mod privacy;
 mod smtp;
 mod surveys;

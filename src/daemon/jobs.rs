@@ -142,7 +142,7 @@ pub fn standard_jobs() -> Vec<Arc<dyn Job>> {
     ]
 }
 
-/// One cycle in act mode: pull, score, store, write back, open tasks.
+/// One cycle in act mode: pull, score, store, write back, send the surveys due, open tasks.
 pub struct PullAndScore;
 
 impl Job for PullAndScore {

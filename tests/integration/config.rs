@@ -105,13 +105,25 @@ fn a_token_in_a_file_is_refused_because_secrets_come_from_the_environment() {
     );
 }
 
+fn production_example() -> std::path::PathBuf {
+    crate::deploy::file("deploy/production.toml")
+}
+
 #[test]
-fn the_production_example_is_valid() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/production.toml");
-    let settings = Settings::load_from(Some(&example), env(&[])).expect("the example loads");
+fn the_production_example_is_valid_and_sends_surveys_by_smtp() {
+    let settings =
+        Settings::load_from(Some(&production_example()), env(&[])).expect("the example loads");
     assert_eq!(settings.daemon.timezone, chrono_tz::Europe::Berlin);
-    let daily = &settings.daemon.jobs["pull_and_score"].schedule;
-    assert_eq!(daily.expression(), "0 15 6 * * *");
+    assert!(matches!(
+        settings.mail.backend,
+        touchpoint::mail::Backend::Smtp(_)
+    ));
+    assert!(settings.surveys.enabled);
+    assert_ne!(
+        settings.web.base_url.as_str(),
+        "http://127.0.0.1:8080/",
+        "the links point at a public address"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod book;
 mod browser;
 mod config;
 mod cycle;
+mod deploy;
 mod faults;
 mod helpers;
 mod jobs;

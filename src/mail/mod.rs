@@ -4,7 +4,8 @@
 //! STARTTLS required by default, implicit TLS as an option, plain text only when explicitly
 //! allowed and only for a loopback relay) or [`Mailer::File`], which writes each message as an
 //! `.eml` file and is the default so that nothing leaves the machine until SMTP is configured.
-//! Both run the same code up to the last step. What to send, and when, is the surveys module's business; this one only sends.
+//! Both run the same code up to the last step. What to send, and when, is the surveys module's
+//! business; this one only sends.
 //!
 //! SMTP replies are classified for the outbox: 4xx, lost connections, timeouts and TLS trouble
 //! are temporary (retried on a later cycle); 5xx replies are final. lettre does not say which

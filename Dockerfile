@@ -5,7 +5,8 @@
 #   docker run -d --name touchpoint -p 8080:8080 \
 #     -v /srv/touchpoint/config:/etc/touchpoint:ro \
 #     -v /srv/touchpoint/data:/var/lib/touchpoint \
-#     -e TOUCHPOINT_SOURCE_TOKEN \
+#     -e TOUCHPOINT_SOURCE_TOKEN -e TOUCHPOINT_LINK_SECRET \
+#     -e TOUCHPOINT_SMTP_USERNAME -e TOUCHPOINT_SMTP_PASSWORD \
 #     touchpoint
 #
 # `docker stop` sends SIGTERM; give it more time than daemon.shutdown_deadline_secs
@@ -17,6 +18,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY config ./config
+# The email and page templates are compiled into the binary (include_str!).
+COPY templates ./templates
 RUN cargo build --release --locked --bin touchpoint
 
 FROM debian:bookworm-slim

@@ -180,7 +180,9 @@ pub struct Cycle<'a, S: Source> {
     pub command: &'a str,
     /// Asks the cycle to stop (the daemon is shutting down). It stops only at a safe point:
     /// while it is still reading, or right after, before anything is stored; the run is then
-    /// recorded as interrupted. Once it has begun storing, it finishes. `None`: never asked.
+    /// recorded as interrupted. Once it has begun storing, it finishes, except that no further
+    /// survey email is sent: those in flight are recorded, the rest stay planned for the next
+    /// run, and the run's reason says how many. `None`: never asked.
     pub stop: Option<&'a CancellationToken>,
     /// This cycle replays a past day (`--as-of`): it stores its scores locally and plans the
     /// rest, but writes nothing to the CRM and sends nothing, unless the caller asked to act.
@@ -188,11 +190,43 @@ pub struct Cycle<'a, S: Source> {
 }
 
 impl<S: Source> Cycle<'_, S> {
-    /// Runs the cycle as of `now`.
+    /// Runs the cycle as of `now`. A step that fails with an error after the run was begun
+    /// ends the run as `failed`, with the error's cause chain as its reason, before the error
+    /// is returned: a run left `running` would hide the failure from `/readyz` and the metrics.
     pub async fn run(&self, now: DateTime<Utc>, mode: Mode) -> anyhow::Result<CycleReport> {
         let run_id = (mode == Mode::Act).then(new_run_id);
         self.begin(run_id.as_deref(), now).await?;
 
+        let result = self.steps(run_id.clone(), now, mode).await;
+        match (result, run_id) {
+            (Err(error), Some(run_id)) => Err(self.failed(&run_id, error).await),
+            (result, _) => result,
+        }
+    }
+
+    /// Records the run `run_id` as failed with `error` and returns the error, naming the run.
+    async fn failed(&self, run_id: &str, error: anyhow::Error) -> anyhow::Error {
+        let Some(store) = self.store else {
+            return error;
+        };
+        let reason = crate::telemetry::mask_emails_in(&format!("{error:#}"));
+        let summary = serde_json::json!({});
+        let recorded = store
+            .finish_run(run_id, RunStatus::Failed, Some(&reason), None, &summary)
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(run.id = run_id, "could not record the run as failed: {e:#}");
+        }
+        error.context(format!("run {run_id} failed"))
+    }
+
+    /// Pull, score, store, write back, surveys, tasks: the cycle itself.
+    async fn steps(
+        &self,
+        run_id: Option<String>,
+        now: DateTime<Utc>,
+        mode: Mode,
+    ) -> anyhow::Result<CycleReport> {
         let nps_since = now - TimeDelta::days(i64::from(self.settings.tasks.answer_lookback_days));
         let step = Instant::now();
         let Some(mut book) = self.pull_unless_stopped(now, nps_since).await else {
@@ -253,7 +287,17 @@ impl<S: Source> Cycle<'_, S> {
             store.save_rejections(run_id, &book.rejected).await?;
         }
         let step = Instant::now();
-        report.surveys = Some(self.surveys(&book, report.run_id.as_deref(), now).await?);
+        let surveys = self.surveys(&book, report.run_id.as_deref(), now).await?;
+        if surveys.not_sent > 0 {
+            add_reason(
+                &mut report,
+                format!(
+                    "sending stopped early: {} survey email(s) stay planned for the next run",
+                    surveys.not_sent
+                ),
+            );
+        }
+        report.surveys = Some(surveys);
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
             "{}",
@@ -276,7 +320,8 @@ impl<S: Source> Cycle<'_, S> {
         if let Some(tasks) = &report.tasks {
             report.client = self.crm.map(RestClient::counts);
             if tasks.breaker.as_ref().is_some_and(|b| b.tripped) {
-                report.reason = Some("the mass-change breaker holds health-driven tasks".into());
+                let held = "the mass-change breaker holds health-driven tasks";
+                add_reason(&mut report, held.into());
             }
         }
         if !report.held.is_empty() || !report.rejected.is_empty() {
@@ -333,6 +378,7 @@ impl<S: Source> Cycle<'_, S> {
             store: self.store,
             crm: self.crm,
             delivery: self.delivery,
+            stop: self.stop,
             now,
         };
         let mut report = run.run(book, run_id).await?;
@@ -646,6 +692,7 @@ impl<S: Source> Cycle<'_, S> {
             "surveys_sent": report.surveys.as_ref().map(|s| s.sent),
             "surveys_deferred": report.surveys.as_ref().map(|s| s.deferred.len()),
             "surveys_failed": report.surveys.as_ref().map(|s| s.failures.len()),
+            "surveys_not_sent": report.surveys.as_ref().map(|s| s.not_sent),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
         });
@@ -661,6 +708,14 @@ impl<S: Source> Cycle<'_, S> {
             )
             .await
     }
+}
+
+/// Adds `reason` to the report's reason, after any it already has.
+fn add_reason(report: &mut CycleReport, reason: String) {
+    report.reason = Some(match report.reason.take() {
+        Some(earlier) => format!("{earlier}; {reason}"),
+        None => reason,
+    });
 }
 
 fn compare(

@@ -14,6 +14,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::store::{Store, precise_timestamp};
+use crate::surveys::outbox::State;
 
 /// A `SELECT` of every column a [`RunRecord`] needs, followed by the rest of the query.
 macro_rules! select_runs {
@@ -59,11 +60,13 @@ pub struct RejectionRecord {
     pub reason: String,
 }
 
-/// What `/metrics` reports about the book and the last cycles.
+/// What `/metrics` reports about the book, the last cycles and the survey outbox.
 #[derive(Debug, Clone, Default)]
 pub struct BookGauges {
     /// Accounts per band of their latest score.
     pub bands: HashMap<String, i64>,
+    /// Survey emails waiting over a budget (`deferred` in the outbox) now.
+    pub emails_deferred: u64,
     pub last_cycle_ok: bool,
     pub last_finished_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
@@ -163,7 +166,7 @@ impl Store {
         Ok(row.as_ref().map(run_record))
     }
 
-    /// Counts accounts by band and reads the last cycles, for `/metrics`.
+    /// Counts accounts by band and deferred emails, and reads the last cycles, for `/metrics`.
     pub async fn book_gauges(&self) -> anyhow::Result<BookGauges> {
         let rows = sqlx::query("SELECT band, COUNT(*) AS n FROM account_scores GROUP BY band")
             .fetch_all(self.pool())
@@ -175,8 +178,10 @@ impl Store {
             .collect();
         let last = self.last_finished_run().await?;
         let success = self.last_successful_run().await?;
+        let emails_deferred = self.outbox_count(State::Deferred).await?;
         Ok(BookGauges {
             bands,
+            emails_deferred,
             last_cycle_ok: last.as_ref().is_some_and(|run| run.status != "failed"),
             last_finished_at: last.and_then(|run| run.finished_at),
             last_success_at: success.and_then(|run| run.finished_at),

@@ -364,7 +364,7 @@ fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
                 email.account_id,
                 crate::surveys::cadence::survey_name(email.survey),
                 email.wave,
-                crate::surveys::mask::email(&email.recipient),
+                crate::telemetry::mask_email(&email.recipient),
                 email.contact_id,
                 email.why
             );

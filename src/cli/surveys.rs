@@ -15,7 +15,8 @@ use crate::store::Store;
 use crate::surveys::cadence::{Email, normalise_address};
 use crate::surveys::outbox::{Resolution, State};
 use crate::surveys::token::LinkSigner;
-use crate::surveys::{compose, mask, parse_survey};
+use crate::surveys::{compose, parse_survey};
+use crate::telemetry::mask_email;
 use crate::web::{self, WebState};
 
 #[derive(Debug, Args)]
@@ -203,7 +204,7 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
             "{:<17} {} {} {} (attempts {}){}{}",
             row.state,
             row.key,
-            mask::email(&row.recipient),
+            mask_email(&row.recipient),
             row.message_id
                 .as_deref()
                 .map_or(String::new(), |m| format!("<{m}>")),

@@ -2,11 +2,11 @@
 //! *when* a job runs (its schedule, the lease, no overlap, catch-up); the job decides *what*
 //! happens, and says how it went.
 //!
-//! [`standard_jobs`] lists the jobs that come with touchpoint: `pull_and_score` (one cycle)
-//! and `reconcile_tasks` (task closings from the CRM between cycles). A module with work of its
-//! own, such as sending the survey waves that are due or pushing collected answers to the CRM,
-//! implements [`Job`], is added with [`super::Daemon::job`], and gets a schedule under
-//! `daemon.jobs.<name>` in the configuration.
+//! [`standard_jobs`] lists the jobs that come with touchpoint: `pull_and_score` (one cycle,
+//! surveys and tasks included), `reconcile_tasks` (task closings from the CRM between cycles)
+//! and `push_answers` (collected answers to the CRM between cycles). More work plugs in the
+//! same way: implement [`Job`], add it with [`super::Daemon::job`], and give it a schedule
+//! under `daemon.jobs.<name>` in the configuration.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -142,7 +142,7 @@ pub fn standard_jobs() -> Vec<Arc<dyn Job>> {
     ]
 }
 
-/// One cycle in act mode: pull, score, store, write back, open tasks.
+/// One cycle in act mode: pull, score, store, write back, send the surveys due, open tasks.
 pub struct PullAndScore;
 
 impl Job for PullAndScore {
@@ -153,7 +153,13 @@ impl Job for PullAndScore {
     fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, anyhow::Result<JobOutcome>> {
         Box::pin(async move {
             let started = Instant::now();
-            let report = cycle(ctx).await?;
+            let report = match cycle(ctx).await {
+                Ok(report) => report,
+                Err(error) => {
+                    ctx.metrics.observe_failed_cycle(started.elapsed());
+                    return Err(error);
+                }
+            };
             ctx.metrics.observe_cycle(&report, started.elapsed());
             if let Some(surveys) = &report.surveys {
                 count_emails(&ctx.metrics, surveys);
@@ -163,15 +169,26 @@ impl Job for PullAndScore {
     }
 }
 
+/// Runs one cycle. When it fails with an error, the CRM requests it made are counted here
+/// (a report would have carried them).
 async fn cycle(ctx: &JobContext) -> anyhow::Result<CycleReport> {
+    let crm = ctx.crm()?;
+    let result = cycle_with(ctx, crm.as_ref()).await;
+    if let (Err(_), Some(client)) = (&result, &crm) {
+        ctx.metrics.observe_client(client.counts());
+    }
+    result
+}
+
+async fn cycle_with(ctx: &JobContext, crm: Option<&RestClient>) -> anyhow::Result<CycleReport> {
     let settings = ctx.settings.as_ref();
     let now = Utc::now();
-    match (&settings.source.kind, ctx.crm()?) {
+    match (&settings.source.kind, crm) {
         (SourceKind::Rest, Some(client)) => {
             let cycle = Cycle {
                 settings,
-                source: &client,
-                crm: Some(&client),
+                source: client,
+                crm: Some(client),
                 store: Some(&ctx.store),
                 delivery: ctx.delivery.as_deref(),
                 command: RUN_COMMAND,
@@ -198,12 +215,12 @@ async fn cycle(ctx: &JobContext) -> anyhow::Result<CycleReport> {
     }
 }
 
-/// Adds a cycle's survey emails to the email counters.
+/// Adds a cycle's survey emails to the email counters. Deferred emails are not counted here:
+/// the same email may wait several cycles, so `/metrics` reads how many wait now instead.
 fn count_emails(metrics: &Metrics, surveys: &SurveyReport) {
     let emails = &metrics.emails;
     emails.sent.inc_by(surveys.sent as u64);
     emails.failed.inc_by(surveys.failures.len() as u64);
-    emails.deferred.inc_by(surveys.deferred.len() as u64);
     emails.suppressed.inc_by(surveys.bounced as u64);
 }
 
@@ -225,10 +242,26 @@ impl Job for PushAnswers {
             let Some(client) = ctx.crm()? else {
                 return Ok(JobOutcome::new(JobStatus::Skipped, "the source has no CRM"));
             };
-            let pushed = answers::push(&ctx.store, &client).await?;
-            Ok(JobOutcome::new(JobStatus::Succeeded, format!("{pushed:?}")))
+            let pushed = answers::push(&ctx.store, &client).await;
+            ctx.metrics.observe_client(client.counts());
+            Ok(push_outcome(&pushed?))
         })
     }
+}
+
+/// Succeeded when every answer reached the CRM, partial when some did, failed when none did.
+fn push_outcome(pushed: &answers::PushReport) -> JobOutcome {
+    let failed = pushed.failures.len();
+    let status = match (pushed.pushed, failed) {
+        (_, 0) => JobStatus::Succeeded,
+        (0, _) => JobStatus::Failed,
+        _ => JobStatus::Partial,
+    };
+    let detail = format!(
+        "{} answer(s) pushed, {failed} failed (each failure is logged and tried again next time)",
+        pushed.pushed
+    );
+    JobOutcome::new(status, detail)
 }
 
 /// Reads task closings from the CRM between cycles.

@@ -1,13 +1,13 @@
 //! The daemon's Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
 //!
 //! Two kinds live here. Counters and histograms of this process (job runs, cycle durations,
-//! CRM requests, tasks opened, emails) grow as jobs run, and restart at 0 with the process, as
-//! Prometheus expects. Gauges that describe the book (accounts by band, the last cycle's
-//! status and time) are read from the store at each scrape, so every instance on the same
-//! database, active or standby, reports the same values.
+//! CRM requests, tasks opened, emails sent and failed) grow as jobs run, and restart at 0 with
+//! the process, as Prometheus expects. Gauges that describe the book (accounts by band, the
+//! last cycle's status and time, the survey emails deferred now) are read from the store at
+//! each scrape, so every instance on the same database, active or standby, reports the same
+//! values, and an email deferred cycle after cycle is one email, not one more each time.
 //!
-//! Email counters are registered now and stay at 0 until the survey jobs count their sends;
-//! other modules may register metrics of their own with [`Metrics::register`].
+//! Other modules may register metrics of their own with [`Metrics::register`].
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
@@ -55,12 +55,14 @@ pub struct BandLabels {
 type JobHistograms = Family<JobLabels, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Counters of emails; the survey jobs count through them.
+/// Counters of survey emails; the cycle job counts what each cycle's survey step did.
 #[derive(Debug, Clone, Default)]
 pub struct EmailCounters {
+    /// Emails the mail backend accepted.
     pub sent: Counter,
+    /// Send attempts that failed, or emails that could not be recorded to be sent.
     pub failed: Counter,
-    pub deferred: Counter,
+    /// Addresses suppressed after a hard bounce.
     pub suppressed: Counter,
 }
 
@@ -84,6 +86,7 @@ pub struct Metrics {
     pub emails: EmailCounters,
     store_up: Gauge,
     accounts: Family<BandLabels, Gauge>,
+    emails_deferred: Gauge,
     last_cycle_ok: Gauge,
     last_cycle_finished: FloatGauge,
     last_success_finished: FloatGauge,
@@ -120,6 +123,7 @@ impl Metrics {
             emails: EmailCounters::default(),
             store_up: Gauge::default(),
             accounts: Family::default(),
+            emails_deferred: Gauge::default(),
             last_cycle_ok: Gauge::default(),
             last_cycle_finished: FloatGauge::default(),
             last_success_finished: FloatGauge::default(),
@@ -158,22 +162,16 @@ impl Metrics {
         self.register_process_metrics();
         self.register_book_metrics();
         let emails = &self.emails;
-        self.register("emails_sent", "Survey emails sent", emails.sent.clone());
-        self.register(
-            "emails_failed",
-            "Survey emails that failed to send",
-            emails.failed.clone(),
-        );
-        self.register(
-            "emails_deferred",
-            "Survey emails deferred by a budget or the send window",
-            emails.deferred.clone(),
-        );
-        self.register(
-            "emails_suppressed",
-            "Survey emails not sent to a suppressed address",
-            emails.suppressed.clone(),
-        );
+        let sent = "Survey emails the mail backend accepted";
+        self.register("emails_sent", sent, emails.sent.clone());
+        let failed = "Survey email send attempts that failed (each retry of a temporary failure \
+            counts again), and emails that could not be recorded to be sent";
+        self.register("emails_failed", failed, emails.failed.clone());
+        let suppressed = "Addresses suppressed after a hard bounce";
+        self.register("emails_suppressed", suppressed, emails.suppressed.clone());
+        let deferred = "Survey emails waiting in the outbox because a per-cycle or per-day \
+            budget was reached, now";
+        self.register("emails_deferred", deferred, self.emails_deferred.clone());
     }
 
     fn register_process_metrics(&self) {
@@ -195,13 +193,14 @@ impl Metrics {
         );
         let took = "How long cycles took";
         self.register("cycle_duration_seconds", took, self.cycle_duration.clone());
-        let rejected = "CRM records rejected by cycles";
+        let rejected = "Source records rejected by cycles";
         self.register("records_rejected", rejected, self.records_rejected.clone());
         self.register_task_and_source_metrics();
     }
 
     fn register_task_and_source_metrics(&self) {
-        let opened = "Follow-up tasks decided and opened";
+        let opened = "Follow-up tasks cycles decided to open (recorded in the ledger, then \
+            written to the CRM; a write that fails is retried by the next cycle)";
         self.register("tasks_opened", opened, self.tasks_opened.clone());
         let held = "Tasks held in the last cycle (no owner, or the mass-change breaker)";
         self.register("tasks_held", held, self.tasks_held.clone());
@@ -211,7 +210,7 @@ impl Metrics {
             reconciled,
             self.tasks_reconciled.clone(),
         );
-        let requests = "Requests sent to the CRM";
+        let requests = "Requests sent to the CRM by cycles and the other jobs";
         self.register("source_requests", requests, self.source_requests.clone());
         let retries = "CRM requests retried";
         self.register("source_retries", retries, self.source_retries.clone());
@@ -298,6 +297,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a cycle that ended with an error (its run is recorded as failed).
+    pub fn observe_failed_cycle(&self, took: Duration) {
+        let status = StatusLabels {
+            status: "failed".to_owned(),
+        };
+        self.cycles.get_or_create(&status).inc();
+        self.cycle_duration.observe(took.as_secs_f64());
+    }
+
     /// Adds one CRM client's counters (a client lives for one job run).
     pub fn observe_client(&self, counts: ClientCounts) {
         self.source_requests.inc_by(counts.requests);
@@ -312,6 +320,8 @@ impl Metrics {
             return;
         };
         self.store_up.set(1);
+        self.emails_deferred
+            .set(i64::try_from(book.emails_deferred).unwrap_or(i64::MAX));
         for band in BANDS {
             let count = book.bands.get(band).copied().unwrap_or(0);
             let labels = BandLabels {

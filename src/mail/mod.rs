@@ -2,16 +2,19 @@
 //!
 //! The backend is chosen once, at start-up: [`Mailer::Smtp`] (lettre, a connection pool,
 //! STARTTLS required by default, implicit TLS as an option, plain text only when explicitly
-//! allowed) or [`Mailer::File`], which writes each message as an `.eml` file and is the default
-//! so that nothing leaves the machine until SMTP is configured. Both run the same code up to the
-//! last step. What to send, and when, is the surveys module's business; this one only sends.
+//! allowed and only for a loopback relay) or [`Mailer::File`], which writes each message as an
+//! `.eml` file and is the default so that nothing leaves the machine until SMTP is configured.
+//! Both run the same code up to the last step. What to send, and when, is the surveys module's
+//! business; this one only sends.
 //!
 //! SMTP replies are classified for the outbox: 4xx, lost connections, timeouts and TLS trouble
 //! are temporary (retried on a later cycle); 5xx replies are final. lettre does not say which
-//! command a reply answered, so a permanent reply that refuses a mailbox (550, 551 or 553, or
-//! an enhanced status 5.1.x) is taken as a hard bounce, and the address is suppressed. Server
-//! replies are logged and stored with any address in them masked. Credentials come from
-//! `TOUCHPOINT_SMTP_USERNAME` and `TOUCHPOINT_SMTP_PASSWORD` only and are never logged.
+//! command a reply answered, so a permanent reply is taken as a hard bounce, and the address
+//! suppressed, only when it refuses the mailbox: an enhanced status 5.1.x, or 550, 551 or 553
+//! with no enhanced status. A 5.7.x reply (relaying denied, sender rejected) is about us, not
+//! the recipient: the email fails and the address stays. Server replies are logged and stored
+//! with any address in them masked. Credentials come from `TOUCHPOINT_SMTP_USERNAME` and
+//! `TOUCHPOINT_SMTP_PASSWORD` only and are never logged.
 
 pub mod settings;
 
@@ -28,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use settings::{Backend, MailSettings, SmtpSettings, TlsMode};
 
-use crate::surveys::mask;
+use crate::telemetry::mask_email;
 
 pub const USERNAME_VARIABLE: &str = "TOUCHPOINT_SMTP_USERNAME";
 pub const PASSWORD_VARIABLE: &str = "TOUCHPOINT_SMTP_PASSWORD";
@@ -132,16 +135,8 @@ fn smtp_transport(
     let tls = match smtp.tls {
         TlsMode::StartTls => Tls::Required(tls_parameters(&smtp.host)?),
         TlsMode::Implicit => Tls::Wrapper(tls_parameters(&smtp.host)?),
-        TlsMode::None => {
-            if !is_loopback(&smtp.host) {
-                tracing::warn!(
-                    smtp.host = %smtp.host,
-                    "SMTP without TLS to a host that is not loopback: mail crosses the network \
-                     in plain text"
-                );
-            }
-            Tls::None
-        }
+        // Settings allow it only for a loopback relay.
+        TlsMode::None => Tls::None,
     };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
         .port(smtp.port)
@@ -157,13 +152,6 @@ fn smtp_transport(
 fn tls_parameters(host: &str) -> anyhow::Result<TlsParameters> {
     TlsParameters::new(host.to_owned())
         .with_context(|| format!("failed to set up TLS for the SMTP server {host}"))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Builds the message: multipart/alternative (plain text, then HTML), RFC 2047 encoded
@@ -229,11 +217,40 @@ fn classify(error: lettre::transport::smtp::Error) -> SendError {
         return SendError::Transient(text);
     }
     let code = error.status().map(|c| c.to_string()).unwrap_or_default();
-    let bounce = matches!(code.as_str(), "550" | "551" | "553") || text.contains(" 5.1.");
+    let bounce = is_hard_bounce(&code, &text);
     SendError::Permanent {
         error: text,
         bounce,
     }
+}
+
+/// Whether a permanent reply refuses the recipient's mailbox, which suppresses the address.
+///
+/// An enhanced status code (RFC 3463) decides when the reply has one: only class 5 with
+/// subject 1 (addressing: 5.1.1 no such mailbox, 5.1.2 bad domain, 5.1.10 null MX...) is a
+/// bounce. 5.7.x (relaying denied, sender rejected, policy) and every other subject are about
+/// the sender or the relay, and suppressing the recipient for them would silence the whole
+/// book. Without an enhanced code, 550, 551 and 553 are the replies that refuse a mailbox.
+fn is_hard_bounce(code: &str, text: &str) -> bool {
+    match enhanced_status(text) {
+        Some((class, subject)) => class == 5 && subject == 1,
+        None => matches!(code, "550" | "551" | "553"),
+    }
+}
+
+/// The class and subject of the first enhanced status code (`5.1.1`) in a reply's text.
+fn enhanced_status(text: &str) -> Option<(u16, u16)> {
+    text.split_whitespace().find_map(|word| {
+        let word = word.trim_end_matches([':', ',', ';', '.']);
+        let mut parts = word.split('.');
+        let class = parts.next()?.parse::<u16>().ok()?;
+        let subject = parts.next()?.parse::<u16>().ok()?;
+        let detail = parts.next()?;
+        let known = matches!(class, 2 | 4 | 5) && subject < 1000;
+        let detail_ok = !detail.is_empty() && detail.len() <= 3;
+        let digits = detail.bytes().all(|b| b.is_ascii_digit());
+        (known && detail_ok && digits && parts.next().is_none()).then_some((class, subject))
+    })
 }
 
 /// A server reply fit for logs: addresses masked, length capped.
@@ -242,7 +259,7 @@ pub fn scrub(reply: &str) -> String {
         .split(' ')
         .map(|word| {
             if word.contains('@') {
-                mask::email(word.trim_matches(|c| c == '<' || c == '>' || c == ':'))
+                mask_email(word.trim_matches(|c| c == '<' || c == '>' || c == ':'))
             } else {
                 word.to_owned()
             }
@@ -276,8 +293,46 @@ mod tests {
         let reply = "permanent error (550): 5.1.1 <zoe.angstrom@example.com>: unknown user";
         assert_eq!(
             scrub(reply),
-            "permanent error (550): 5.1.1 z***@example.com unknown user"
+            "permanent error (550): 5.1.1 z***@e***.com unknown user"
         );
+    }
+
+    #[test]
+    fn only_a_refused_mailbox_is_a_hard_bounce() {
+        let bounces = [
+            (
+                "550",
+                "permanent error (550): 5.1.1 z***@e***.com: no such user",
+            ),
+            ("550", "permanent error (550): 5.1.2 bad destination domain"),
+            ("553", "permanent error (553): 5.1.10 null MX"),
+            ("551", "permanent error (551): user not local"),
+            ("550", "permanent error (550): mailbox unavailable"),
+            ("554", "permanent error (554): 5.1.1 unknown user"),
+        ];
+        for (code, text) in bounces {
+            assert!(is_hard_bounce(code, text), "{text}");
+        }
+        let not_bounces = [
+            ("550", "permanent error (550): 5.7.1 relaying denied"),
+            ("553", "permanent error (553): 5.7.1 sender rejected"),
+            ("550", "permanent error (550): 5.2.2 mailbox full"),
+            ("554", "permanent error (554): 5.7.1 rejected by policy"),
+            ("552", "permanent error (552): message too large"),
+            ("500", "permanent error (500): syntax error"),
+        ];
+        for (code, text) in not_bounces {
+            assert!(!is_hard_bounce(code, text), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_enhanced_status_is_read_from_the_first_code_shaped_word() {
+        assert_eq!(enhanced_status("(550): 5.1.10 null MX"), Some((5, 1)));
+        assert_eq!(enhanced_status("(550): 5.7.1: denied"), Some((5, 7)));
+        assert_eq!(enhanced_status("(550): version 1.2 of z***@e***.com"), None);
+        assert_eq!(enhanced_status("(550): 10.0.0.1 refused"), None);
+        assert_eq!(enhanced_status("(550): no code here"), None);
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub enum TlsMode {
     StartTls,
     /// TLS from the first byte (usually port 465).
     Implicit,
-    /// No encryption: only with `allow_plaintext = true`, for a loopback relay.
+    /// No encryption: only with `allow_plaintext = true`, and only for a loopback relay
+    /// (`localhost` or a loopback address), where mail never crosses the network.
     None,
 }
 
@@ -126,14 +127,24 @@ fn smtp_settings(raw: RawSmtp) -> Result<SmtpSettings, ConfigError> {
     let tls = match raw.tls.as_str() {
         "starttls" => TlsMode::StartTls,
         "implicit" => TlsMode::Implicit,
-        "none" if raw.allow_plaintext => TlsMode::None,
-        "none" => {
+        "none" if !raw.allow_plaintext => {
             return Err(ConfigError::new(
                 "mail.smtp.tls",
                 "\"none\" sends mail unencrypted; set mail.smtp.allow_plaintext = true to allow \
-                 it (meant for a relay on the loopback interface)",
+                 it (only for a relay on the loopback interface)",
             ));
         }
+        "none" if !is_loopback(&host) => {
+            return Err(ConfigError::new(
+                "mail.smtp.tls",
+                format!(
+                    "\"none\" is allowed only for a relay on the loopback interface, and \
+                     mail.smtp.host = {host:?} is not one (use localhost, 127.0.0.1 or ::1); \
+                     use \"starttls\" or \"implicit\" for a relay across the network"
+                ),
+            ));
+        }
+        "none" => TlsMode::None,
         other => {
             return Err(ConfigError::new(
                 "mail.smtp.tls",
@@ -160,6 +171,15 @@ fn smtp_settings(raw: RawSmtp) -> Result<SmtpSettings, ConfigError> {
         timeout: Duration::from_secs(raw.timeout_secs),
         pool_size: raw.pool_size,
     })
+}
+
+/// `localhost` or a loopback address: mail to it never crosses the network.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn mailbox(key: &str, address: &str, name: &str) -> Result<Mailbox, ConfigError> {

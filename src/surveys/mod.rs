@@ -4,9 +4,14 @@
 //! The cycle drives one [`SurveyRun`] after scoring. It closes waiting emails whose grace
 //! period ended, reads what the [`outbox`] remembers, lets the pure [`cadence`] decide who is
 //! due (with [`window`] for local business hours), records the decisions in the outbox and
-//! only then sends, one email at a time through the [`Mailer`](crate::mail::Mailer), stamping
+//! only then sends, a few at a time through the [`Mailer`](crate::mail::Mailer), stamping
 //! each row right after its answer. Last it pushes answers collected by the pages
 //! ([`answers`]) to the CRM. `plan` stops after the decisions and changes nothing.
+//!
+//! Sending stops early in two cases: the cycle is asked to stop (the daemon is shutting down),
+//! or the store fails to record a send. Either way no further email is handed to the mailer,
+//! the sends in flight finish and are recorded, and the rest stay `planned` for the next run;
+//! a store error is returned only after that, so no row is stranded in `sending` by it.
 //!
 //! What touchpoint itself knows also feeds the next score: the cycle folds the goal surveys it
 //! sent and the answers it collected into the pulled facts (see [`local_evidence`]).
@@ -25,6 +30,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::{StreamExt, stream};
 use lettre::message::Mailbox;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::mail::{self, Mailer, Outgoing, SendError};
 use crate::model::{AccountId, SurveyKind, SurveyResponse};
@@ -32,6 +38,7 @@ use crate::pull::Book;
 use crate::settings::Settings;
 use crate::source::RestClient;
 use crate::store::Store;
+use crate::telemetry::mask_email;
 use answers::{PushReport, key_hash};
 use cadence::{Email, Hold, Inputs, Plan};
 use outbox::{Attempt, OutboxRow, State};
@@ -83,6 +90,9 @@ pub struct SurveyReport {
     pub bounced: usize,
     /// Emails left in `sending` by a run that stopped: an operator must resolve them.
     pub in_sending: Vec<OutboxRow>,
+    /// Emails not handed to the mailer because sending stopped early (a stop was asked, or
+    /// the store failed); they stay `planned` and go out on the next run.
+    pub not_sent: usize,
     pub answers: Option<PushReport>,
 }
 
@@ -93,6 +103,8 @@ pub struct SurveyRun<'a> {
     pub crm: Option<&'a RestClient>,
     /// `None` in a plan: nothing is sent.
     pub delivery: Option<&'a Delivery>,
+    /// Once cancelled, no further email is handed to the mailer (see the module docs).
+    pub stop: Option<&'a CancellationToken>,
     pub now: DateTime<Utc>,
 }
 
@@ -106,6 +118,8 @@ enum Outcome {
     },
     /// Another run had taken the row.
     NotMine,
+    /// Sending stopped before this email was handed over; it stays planned.
+    NotSent,
 }
 
 impl SurveyRun<'_> {
@@ -176,21 +190,19 @@ impl SurveyRun<'_> {
             .collect();
         report.failures.extend(unrecorded);
 
-        // Indices rather than references: a stream over borrowed items makes the future
-        // lose `Send` for the daemon's spawned jobs (a higher-ranked lifetime limitation).
-        let sendable = &sendable;
-        let mut sends = stream::iter(0..sendable.len())
-            .map(|i| self.send_one(store, delivery, sendable[i]))
-            .buffer_unordered(SEND_CONCURRENCY);
-        while let Some(outcome) = sends.next().await {
-            match outcome? {
-                Outcome::Delivered => report.sent += 1,
-                Outcome::Failed { key, error, bounce } => {
-                    report.bounced += usize::from(bounce);
-                    report.failures.push((key, error));
-                }
-                Outcome::NotMine => {}
-            }
+        let halt = self
+            .stop
+            .map_or_else(CancellationToken::new, |stop| stop.child_token());
+        let first_error = self
+            .send_all(store, delivery, &sendable, &halt, report)
+            .await;
+        if report.not_sent > 0 && self.stop.is_some_and(|stop| stop.is_cancelled()) {
+            tracing::warn!(
+                run.id = run_id,
+                not_sent = report.not_sent,
+                "asked to stop while sending: {} survey email(s) stay planned for the next run",
+                report.not_sent
+            );
         }
         tracing::info!(
             run.id = run_id,
@@ -199,14 +211,57 @@ impl SurveyRun<'_> {
             deferred = plan.deferred.len(),
             skipped = plan.skipped.len(),
             held = plan.held.len(),
-            "survey emails: {} sent, {} failed, {} deferred, {} skipped, {} held",
+            not_sent = report.not_sent,
+            "survey emails: {} sent, {} failed, {} deferred, {} skipped, {} held, {} not sent",
             report.sent,
             report.failures.len(),
             plan.deferred.len(),
             plan.skipped.len(),
-            plan.held.len()
+            plan.held.len(),
+            report.not_sent
         );
-        Ok(())
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `sendable` a few at a time until `halt` is cancelled, recording every outcome in
+    /// `report`. A store error cancels `halt`; the sends in flight are still drained and
+    /// recorded, and the first error is returned after them.
+    async fn send_all(
+        &self,
+        store: &Store,
+        delivery: &Delivery,
+        sendable: &[&Email],
+        halt: &CancellationToken,
+        report: &mut SurveyReport,
+    ) -> Option<anyhow::Error> {
+        // Indices rather than references: a stream over borrowed items makes the future
+        // lose `Send` for the daemon's spawned jobs (a higher-ranked lifetime limitation).
+        let mut sends = stream::iter(0..sendable.len())
+            .map(|i| self.send_one(store, delivery, sendable[i], halt))
+            .buffer_unordered(SEND_CONCURRENCY);
+        let mut first_error = None;
+        while let Some(outcome) = sends.next().await {
+            match outcome {
+                Ok(Outcome::Delivered) => report.sent += 1,
+                Ok(Outcome::Failed { key, error, bounce }) => {
+                    report.bounced += usize::from(bounce);
+                    report.failures.push((key, error));
+                }
+                Ok(Outcome::NotMine) => {}
+                Ok(Outcome::NotSent) => report.not_sent += 1,
+                Err(error) if first_error.is_none() => {
+                    halt.cancel();
+                    first_error = Some(error);
+                }
+                Err(error) => {
+                    tracing::warn!("another survey email could not be recorded: {error:#}")
+                }
+            }
+        }
+        first_error
     }
 
     /// Builds, marks `sending`, sends and records one email.
@@ -215,7 +270,11 @@ impl SurveyRun<'_> {
         store: &Store,
         delivery: &Delivery,
         email: &Email,
+        halt: &CancellationToken,
     ) -> anyhow::Result<Outcome> {
+        if halt.is_cancelled() {
+            return Ok(Outcome::NotSent);
+        }
         let message = match compose(self.settings, &delivery.signer, email, self.now)
             .and_then(|outgoing| mail::build(&self.settings.mail, &outgoing))
         {
@@ -257,7 +316,7 @@ impl SurveyRun<'_> {
         result: Result<(), SendError>,
     ) -> (Attempt, Outcome) {
         let mail = &self.settings.mail;
-        let to = mask::email(&email.recipient);
+        let to = mask_email(&email.recipient);
         match result {
             Ok(()) => {
                 tracing::debug!(outbox.key = %email.key, recipient = %to, "survey email sent");
@@ -359,7 +418,7 @@ pub fn compose(
     let address = email
         .recipient
         .parse()
-        .with_context(|| format!("{} is not an address", mask::email(&email.recipient)))?;
+        .with_context(|| format!("{} is not an address", mask_email(&email.recipient)))?;
     Ok(Outgoing {
         to: Mailbox::new(email.display_name.clone(), address),
         subject: rendered.subject,

@@ -401,6 +401,16 @@ impl Store {
         Ok(())
     }
 
+    /// How many outbox rows are in `state` now.
+    pub async fn outbox_count(&self, state: State) -> anyhow::Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM survey_outbox WHERE state = $1")
+            .bind(state.as_str())
+            .fetch_one(self.pool())
+            .await
+            .with_context(|| format!("failed to count {} survey emails", state.as_str()))?;
+        Ok(u64::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
     /// Outbox rows in the given states (all when empty), newest first.
     pub async fn outbox(&self, states: &[State]) -> anyhow::Result<Vec<OutboxRow>> {
         // The states are filtered by the database: a large book's outbox holds a row for every

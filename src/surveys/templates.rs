@@ -244,7 +244,7 @@ fn sample_pages() -> Vec<(&'static str, serde_json::Value)> {
         "goal": "<i>faster</i>",
         "comment": "<script>alert(1)</script>",
         "survey": "nps",
-        "recipient": "z***@example.com",
+        "recipient": "z***@e***.com",
         "message": "Sample <message>",
     });
     [

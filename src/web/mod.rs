@@ -34,9 +34,10 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::surveys::answers::Answer;
 use crate::surveys::outbox::{OutboxRow, State as OutboxState};
+use crate::surveys::parse_survey;
 use crate::surveys::templates::{MAX_COMMENT_CHARS, MAX_GOAL_CHARS, Templates};
 use crate::surveys::token::{LinkSigner, Purpose, TokenError};
-use crate::surveys::{mask, parse_survey};
+use crate::telemetry::mask_email;
 
 /// Where the pages read the time: the clock in production, a fixed instant in tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -304,7 +305,7 @@ async fn show_unsubscribe(state: &WebState, token: &str) -> PageResult {
         "product_name": state.product_name,
         "title": "Unsubscribe",
         "action": format!("/u/{token}"),
-        "recipient": mask::email(&row.recipient),
+        "recipient": mask_email(&row.recipient),
     });
     render(state, StatusCode::OK, "unsubscribe", &context)
 }
@@ -321,12 +322,12 @@ async fn unsubscribe(state: &WebState, token: &str) -> PageResult {
         )
         .await
         .map_err(Failure::internal)?;
-    tracing::info!(outbox.key = %row.key, recipient = %mask::email(&row.recipient),
+    tracing::info!(outbox.key = %row.key, recipient = %mask_email(&row.recipient),
         "an address unsubscribed from surveys");
     let context = serde_json::json!({
         "product_name": state.product_name,
         "title": "Unsubscribed",
-        "recipient": mask::email(&row.recipient),
+        "recipient": mask_email(&row.recipient),
     });
     render(state, StatusCode::OK, "unsubscribed", &context)
 }

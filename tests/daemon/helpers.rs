@@ -123,6 +123,17 @@ impl World {
                 "TOUCHPOINT__DAEMON__JOBS__PULL_AND_SCORE__SCHEDULE",
                 "*/2 * * * * *".to_owned(),
             ),
+            // Always open, so that what a test sees does not depend on the day or the hour
+            // it runs at (the default window is weekdays, 09:00 to 17:00 local time).
+            (
+                "TOUCHPOINT__SURVEYS__SEND_WINDOW__DAYS",
+                "mon,tue,wed,thu,fri,sat,sun".to_owned(),
+            ),
+            (
+                "TOUCHPOINT__SURVEYS__SEND_WINDOW__START",
+                "00:00".to_owned(),
+            ),
+            ("TOUCHPOINT__SURVEYS__SEND_WINDOW__END", "24:00".to_owned()),
         ];
         let mut env: Vec<(String, String)> = base
             .into_iter()

@@ -1,12 +1,16 @@
-//! Cycles on a schedule, their traces (run history, metrics, logs), and a clean stop in the
-//! middle of a cycle followed by a restart that writes nothing twice.
+//! Cycles on a schedule, their traces (run history, metrics, logs), and clean stops in the
+//! middle of a cycle (while it sends surveys through a loopback SMTP server, and while it
+//! reads) followed by a restart that sends and writes nothing twice.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::Value;
 use touchpoint::sandbox::Faults;
+use touchpoint::surveys::outbox::OutboxRow;
 
-use crate::helpers::{World, wait_for, with_status};
+use crate::helpers::{Daemon, World, wait_for, with_status};
+use crate::smtp::SmtpServer;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_cycles_show_in_the_run_history_the_metrics_and_the_logs() {
@@ -125,30 +129,71 @@ async fn the_runs_command_prints_the_history_and_one_run_in_full() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_mid_cycle_exits_cleanly_and_a_restart_writes_nothing_twice() {
+async fn sigterm_mid_send_and_mid_read_exit_cleanly_and_a_restart_sends_and_writes_nothing_twice() {
     let world = World::new(200).await;
-    let mut first = world.daemon(&[]).await;
-    wait_for("a first successful cycle", Some(&first), || async {
-        let runs = world.runs().await;
-        (!with_status(&runs, &["succeeded"]).is_empty()).then_some(())
+    let smtp = SmtpServer::start().await;
+    let mail = smtp.settings();
+    let mail: Vec<(&str, &str)> = mail.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Slow every message, so that the first cycle is surely sending when the signal comes.
+    smtp.delay_data(Duration::from_millis(400));
+    let mut first = world.daemon(&mail).await;
+    wait_for("a few emails through", Some(&first), || async {
+        (smtp.received().len() >= 3).then_some(())
     })
     .await;
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", first.log_text());
+    let runs = world.runs().await;
+    assert!(with_status(&runs, &["running"]).is_empty(), "{runs:?}");
+    let stopped = runs.last().expect("runs");
+    let reason = stopped.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("stay planned"), "{stopped:?}");
+    let rows = outbox(&world).await;
+    assert!(
+        rows.iter().any(|row| row.state == "planned"),
+        "no email was handed over after the signal"
+    );
+    assert!(
+        rows.iter().all(|row| row.state != "sending"),
+        "the emails in flight were recorded"
+    );
 
-    // Slow every CRM answer so that the next cycle is surely in flight when the signal comes.
+    // A restart sends the rest; then a stop while reading records the run as interrupted.
+    smtp.delay_data(Duration::ZERO);
+    let before_restart = runs.len();
+    let mut second = world.daemon(&mail).await;
+    wait_for("two cycles after the restart", Some(&second), || async {
+        let runs = world.runs().await;
+        let after = &runs[before_restart.min(runs.len())..];
+        (with_status(after, &["succeeded"]).len() >= 2).then_some(())
+    })
+    .await;
+    stop_while_reading(&world, &mut second).await;
+
+    assert_each_due_email_delivered_once(&world, &smtp).await;
+    assert_no_task_created_twice(&world);
+    assert_no_unchanged_score_written_again(&world);
+}
+
+/// Slows the CRM, waits for a cycle to be reading, and sends SIGTERM: the run is recorded as
+/// interrupted and the daemon exits 0.
+async fn stop_while_reading(world: &World, daemon: &mut Daemon) {
     world.crm.set_faults(Faults {
         delay_ms: 250,
         ..Faults::default()
     });
     let slowed_at = chrono::Utc::now();
-    wait_for("a slow cycle in flight", Some(&first), || async {
+    wait_for("a slow cycle in flight", Some(daemon), || async {
         let runs = world.runs().await;
         let last = runs.last()?;
         (last.status == "running" && last.started_at > slowed_at).then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let status = first.terminate().await;
-    assert_eq!(status.code(), Some(0), "{}", first.log_text());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = daemon.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+    world.crm.set_faults(Faults::default());
     let runs = world.runs().await;
     let stopped = runs.last().expect("runs");
     assert_eq!(
@@ -156,20 +201,47 @@ async fn sigterm_mid_cycle_exits_cleanly_and_a_restart_writes_nothing_twice() {
         "stopped while reading: {stopped:?}"
     );
     assert!(with_status(&runs, &["running"]).is_empty(), "{runs:?}");
+}
 
-    world.crm.set_faults(Faults::default());
-    let before_restart = runs.len();
-    let mut second = world.daemon(&[]).await;
-    wait_for("two cycles after the restart", Some(&second), || async {
-        let runs = world.runs().await;
-        let after = &runs[before_restart.min(runs.len())..];
-        (with_status(after, &["succeeded"]).len() >= 2).then_some(())
-    })
-    .await;
-    assert_eq!(second.terminate().await.code(), Some(0));
+async fn outbox(world: &World) -> Vec<OutboxRow> {
+    world.store().await.outbox(&[]).await.expect("the outbox")
+}
 
-    assert_no_task_created_twice(&world);
-    assert_no_unchanged_score_written_again(&world);
+/// No Message-ID (one per outbox key) reached the server twice, and every email the cycles
+/// found due was delivered once, or is left in `sending` and listed for an operator.
+async fn assert_each_due_email_delivered_once(world: &World, smtp: &SmtpServer) {
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    for message in smtp.received() {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(message.data.as_bytes())
+            .expect("a parsable message");
+        let id = parsed.message_id().expect("a Message-ID").to_owned();
+        *delivered.entry(id).or_default() += 1;
+    }
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+
+    let listed = world.command(&["outbox", "--state", "sending"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let rows = outbox(world).await;
+    let due: Vec<&OutboxRow> = rows
+        .iter()
+        .filter(|row| !matches!(row.state.as_str(), "skipped" | "deferred"))
+        .collect();
+    assert!(due.len() > 3, "the book has emails due: {rows:?}");
+    for row in due {
+        let id = row.message_id.as_deref().unwrap_or_default();
+        match row.state.as_str() {
+            "sent" => assert_eq!(delivered.get(id), Some(&1), "{row:?}"),
+            "sending" => assert!(listed.contains(&row.key), "{row:?} not listed: {listed}"),
+            other => panic!("{} is still {other} after the restart: {row:?}", row.key),
+        }
+    }
+    assert_eq!(
+        delivered.len(),
+        rows.iter().filter(|row| row.state == "sent").count(),
+        "every delivery is recorded as sent"
+    );
 }
 
 fn assert_no_task_created_twice(world: &World) {

@@ -6,4 +6,8 @@ mod helpers;
 mod lease;
 mod lifecycle;
 mod readiness;
+// The integration tests' loopback SMTP server; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "../integration/smtp.rs"]
+mod smtp;
 mod timing;

@@ -105,13 +105,25 @@ fn a_token_in_a_file_is_refused_because_secrets_come_from_the_environment() {
     );
 }
 
+fn production_example() -> std::path::PathBuf {
+    crate::deploy::file("deploy/production.toml")
+}
+
 #[test]
-fn the_production_example_is_valid() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/production.toml");
-    let settings = Settings::load_from(Some(&example), env(&[])).expect("the example loads");
+fn the_production_example_is_valid_and_sends_surveys_by_smtp() {
+    let settings =
+        Settings::load_from(Some(&production_example()), env(&[])).expect("the example loads");
     assert_eq!(settings.daemon.timezone, chrono_tz::Europe::Berlin);
-    let daily = &settings.daemon.jobs["pull_and_score"].schedule;
-    assert_eq!(daily.expression(), "0 15 6 * * *");
+    assert!(matches!(
+        settings.mail.backend,
+        touchpoint::mail::Backend::Smtp(_)
+    ));
+    assert!(settings.surveys.enabled);
+    assert_ne!(
+        settings.web.base_url.as_str(),
+        "http://127.0.0.1:8080/",
+        "the links point at a public address"
+    );
 }
 
 #[test]
@@ -138,5 +150,33 @@ fn daemon_settings_errors_name_the_key() {
         let error = Settings::load_from(None, env(&[(variable, value)]))
             .expect_err("an invalid value is refused");
         assert_eq!(error.key, key, "{error}");
+    }
+}
+
+#[test]
+fn plain_text_smtp_is_refused_for_a_relay_that_is_not_on_loopback() {
+    let plain = |host: &str| {
+        Settings::load_from(
+            None,
+            env(&[
+                ("TOUCHPOINT__MAIL__BACKEND", "smtp"),
+                ("TOUCHPOINT__MAIL__SMTP__HOST", host),
+                ("TOUCHPOINT__MAIL__SMTP__TLS", "none"),
+                ("TOUCHPOINT__MAIL__SMTP__ALLOW_PLAINTEXT", "true"),
+            ]),
+        )
+    };
+
+    for host in ["smtp.example.com", "10.0.0.25", "0.0.0.0"] {
+        let error = plain(host).expect_err("plain text across the network is refused");
+        assert_eq!(error.key, "mail.smtp.tls", "{error}");
+        let said = error.to_string();
+        assert!(
+            said.contains("mail.smtp.host") && said.contains(host),
+            "{said}"
+        );
+    }
+    for host in ["localhost", "127.0.0.1", "::1"] {
+        assert!(plain(host).is_ok(), "{host} is a loopback relay");
     }
 }

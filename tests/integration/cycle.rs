@@ -107,3 +107,39 @@ async fn a_replay_of_a_past_day_stores_scores_but_writes_nothing_to_the_crm() {
         "the replay is in the local history"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_error_mid_cycle_ends_the_run_as_failed_with_its_cause() {
+    let app = App::generated(300, "2025-06-02").await.with(&[
+        ("TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE", "1.0"),
+        ("TOUCHPOINT__TASKS__BREAKER__MIN_ACCOUNTS", "100000"),
+    ]);
+    app.cycle("2025-03-03").await;
+    // The task ledger refuses every new task, as a full disk or a broken file would.
+    sqlx::query(
+        "CREATE TRIGGER ledger_refuses BEFORE INSERT ON tasks
+         BEGIN SELECT RAISE(ABORT, 'the task ledger refuses writes'); END",
+    )
+    .execute(&app.raw_store().await)
+    .await
+    .expect("the trigger is created");
+
+    let error = app
+        .try_cycle("2025-06-02")
+        .await
+        .expect_err("accounts turned red, and their tasks cannot be recorded");
+
+    let said = format!("{error:#}");
+    assert!(said.contains("the task ledger refuses writes"), "{said}");
+    let runs = app.store().await.recent_runs(10).await.expect("runs");
+    let last = &runs[0];
+    assert_eq!(last.status, "failed", "{last:?}");
+    assert!(last.finished_at.is_some(), "{last:?}");
+    let reason = last.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("failed to record task") && reason.contains("refuses writes"),
+        "the cause chain is the reason: {reason}"
+    );
+    assert!(said.contains(&last.id), "the error names the run: {said}");
+    assert!(runs.iter().all(|run| run.status != "running"), "{runs:?}");
+}

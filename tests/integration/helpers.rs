@@ -116,16 +116,38 @@ impl App {
     }
 
     async fn run(&self, as_of: &str, mode: Mode) -> CycleReport {
-        self.run_with(as_of, mode, true).await
+        self.run_with(as_of, mode, true)
+            .await
+            .expect("the cycle runs to a report")
+    }
+
+    /// A cycle that may end with an error (a test that breaks the store on purpose).
+    pub async fn try_cycle(&self, as_of: &str) -> anyhow::Result<CycleReport> {
+        self.run_with(as_of, Mode::Act, true).await
+    }
+
+    /// A connection of the test's own to the store file, for changes no command makes.
+    pub async fn raw_store(&self) -> sqlx::SqlitePool {
+        let url = format!("sqlite://{}", self.settings.store.path.display());
+        sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("the store opens")
     }
 
     /// A cycle as of a past day the way a person types it, without `--act-on-past`: the test
     /// books are dated in the past, so the other helpers act as a live cycle would.
     pub async fn replay(&self, as_of: &str) -> CycleReport {
-        self.run_with(as_of, Mode::Act, false).await
+        self.run_with(as_of, Mode::Act, false)
+            .await
+            .expect("the cycle runs to a report")
     }
 
-    async fn run_with(&self, as_of: &str, mode: Mode, act_on_past: bool) -> CycleReport {
+    async fn run_with(
+        &self,
+        as_of: &str,
+        mode: Mode,
+        act_on_past: bool,
+    ) -> anyhow::Result<CycleReport> {
         let store = match mode {
             Mode::Act => Some(self.store().await),
             Mode::Plan => Store::open_read_only(&self.settings.store)
@@ -147,6 +169,5 @@ impl App {
             secrets,
         )
         .await
-        .expect("the cycle runs to a report")
     }
 }

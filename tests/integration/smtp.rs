@@ -2,8 +2,8 @@
 //!
 //! It greets, answers EHLO without offering STARTTLS, takes MAIL, RCPT and DATA, and keeps
 //! every message it accepted, raw. RCPT replies can be set per address (a 4xx or 5xx on
-//! demand), and the reply to the end of DATA can be delayed, so a test can stop a sender while
-//! a message is in flight.
+//! demand), and the reply to the end of DATA can be delayed (for every message, or for those to
+//! one address), so a test can stop a sender while a message is in flight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +24,7 @@ pub struct Received {
 struct State {
     rcpt_replies: HashMap<String, String>,
     data_delay: Duration,
+    slow_recipients: HashMap<String, Duration>,
     received: Vec<Received>,
     refused: Vec<String>,
 }
@@ -65,6 +66,13 @@ impl SmtpServer {
     /// Waits this long before accepting each message's data.
     pub fn delay_data(&self, delay: Duration) {
         self.state().data_delay = delay;
+    }
+
+    /// Waits this long before accepting the data of a message to `address`.
+    pub fn delay_data_to(&self, address: &str, delay: Duration) {
+        self.state()
+            .slow_recipients
+            .insert(address.to_lowercase(), delay);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -129,7 +137,14 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) {
                 return;
             }
             let data = read_data(&mut lines).await;
-            let delay = lock().data_delay;
+            let delay = {
+                let state = lock();
+                let slowest = recipients
+                    .iter()
+                    .filter_map(|r| state.slow_recipients.get(r).copied())
+                    .max();
+                slowest.map_or(state.data_delay, |d| d.max(state.data_delay))
+            };
             tokio::time::sleep(delay).await;
             lock().received.push(Received {
                 recipients: std::mem::take(&mut recipients),

@@ -10,10 +10,13 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use touchpoint::cli::{Secrets, cycle_with_secrets};
-use touchpoint::cycle::{CycleReport, Mode};
+use touchpoint::cycle::{Cycle, CycleReport, Mode};
 use touchpoint::model::SurveyKind;
+use touchpoint::source::RestClient;
 use touchpoint::store::Store;
+use touchpoint::surveys::Delivery;
 use touchpoint::surveys::outbox::{OutboxRow, Resolution};
 use touchpoint::surveys::token::LinkSigner;
 use touchpoint::web::{self, WebState};
@@ -150,6 +153,17 @@ impl Harness {
     }
 
     async fn run(&self, instant: &str, mode: Mode) -> CycleReport {
+        self.try_run(instant, mode)
+            .await
+            .expect("the cycle runs to a report")
+    }
+
+    /// A cycle that may end with an error (a test that breaks the store on purpose).
+    pub async fn try_cycle(&self, instant: &str) -> anyhow::Result<CycleReport> {
+        self.try_run(instant, Mode::Act).await
+    }
+
+    async fn try_run(&self, instant: &str, mode: Mode) -> anyhow::Result<CycleReport> {
         let store = match mode {
             Mode::Act => Some(self.app.store().await),
             Mode::Plan => Store::open_read_only(&self.app.settings.store)
@@ -171,7 +185,6 @@ impl Harness {
             secrets,
         )
         .await
-        .expect("the cycle runs to a report")
     }
 
     pub async fn rows(&self) -> HashMap<String, OutboxRow> {
@@ -513,6 +526,34 @@ async fn a_temporary_failure_is_retried_later_and_a_permanent_one_is_final() {
         "a final failure is not tried again"
     );
     assert!(h.messages_to("later@example.com").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_refusing_to_relay_fails_the_email_without_suppressing_the_address() {
+    let h = Harness::start(&[]).await;
+    let key = "goal:6m:A-end:P-later";
+    h.smtp
+        .reply_to_rcpt("later@example.com", "550 5.7.1 relaying denied");
+
+    let report = h.cycle(MONDAY).await;
+
+    let surveys = report.surveys.expect("a survey step");
+    assert_eq!(surveys.bounced, 0, "{:?}", surveys.failures);
+    let row = h.rows().await[key].clone();
+    assert_eq!(row.state, "failed_permanent");
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("5.7.1")),
+        "{row:?}"
+    );
+    let store = h.app.store().await;
+    let history = store.survey_history(at(MONDAY)).await.expect("history");
+    assert!(
+        !history.suppressed.contains_key("later@example.com"),
+        "{:?}",
+        history.suppressed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -892,4 +933,132 @@ async fn a_cycle_killed_while_sending_and_run_again_never_sends_a_wave_twice() {
             other => panic!("{} ended {other}", row.key),
         }
     }
+}
+
+/// The Message-ID of each message the SMTP server accepted, without angle brackets.
+fn delivered_ids(h: &Harness) -> Vec<String> {
+    h.smtp
+        .received()
+        .iter()
+        .filter_map(|m| {
+            let parsed = mail_parser::MessageParser::default().parse(m.data.as_bytes())?;
+            parsed.message_id().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Every delivered message is recorded `sent`, once; nothing is left in `sending`.
+fn assert_every_delivery_recorded(h: &Harness, rows: &HashMap<String, OutboxRow>) {
+    let delivered = delivered_ids(h);
+    let mut seen = std::collections::HashSet::new();
+    for id in &delivered {
+        assert!(seen.insert(id.clone()), "{id} delivered twice");
+        let row = rows
+            .values()
+            .find(|r| r.message_id.as_deref() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} is in the outbox"));
+        assert_eq!(row.state, "sent", "{row:?}");
+    }
+    let sending: Vec<&String> = rows
+        .values()
+        .filter(|r| r.state == "sending")
+        .map(|r| &r.key)
+        .collect();
+    assert!(sending.is_empty(), "stranded in sending: {sending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_error_while_sending_lets_the_sends_in_flight_finish_and_be_recorded() {
+    let (accounts, contacts) = twelve_accounts();
+    let h = Harness::with_book(&accounts, &contacts, &[]).await;
+    // Person 1's email (second in line) is still with the server when the store refuses to
+    // mark person 5's as sending.
+    h.smtp
+        .delay_data_to("person1@example.com", std::time::Duration::from_secs(1));
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", h.app.settings.store.path.display()))
+            .await
+            .expect("the store opens");
+    h.app.store().await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_one BEFORE UPDATE OF state ON survey_outbox
+         WHEN NEW.state = 'sending' AND OLD.key = 'goal:6m:A-05:P-05'
+         BEGIN SELECT RAISE(ABORT, 'the store refuses writes'); END",
+    )
+    .execute(&pool)
+    .await
+    .expect("the trigger is created");
+
+    let error = h.try_cycle(MONDAY).await.expect_err("the store failed");
+
+    assert!(format!("{error:#}").contains("refuses writes"), "{error:#}");
+    let rows = h.rows().await;
+    assert_eq!(
+        rows["goal:6m:A-01:P-01"].state, "sent",
+        "the slow send was drained"
+    );
+    assert_eq!(rows["goal:6m:A-05:P-05"].state, "planned");
+    assert_every_delivery_recorded(&h, &rows);
+    let runs = h.app.store().await.recent_runs(1).await.expect("runs");
+    assert_eq!(runs[0].status, "failed");
+
+    // With the store healthy again, the rest go out, and nothing twice.
+    sqlx::query("DROP TRIGGER refuse_one")
+        .execute(&pool)
+        .await
+        .expect("dropped");
+    h.cycle("2025-03-03T11:00:00Z").await;
+    let rows = h.rows().await;
+    assert_every_delivery_recorded(&h, &rows);
+    assert_eq!(delivered_ids(&h).len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_asked_mid_send_hands_no_new_email_to_the_mailer_and_the_rest_go_next_run() {
+    let (accounts, contacts) = twelve_accounts();
+    let h = Harness::with_book(&accounts, &contacts, &[]).await;
+    h.smtp.delay_data(std::time::Duration::from_millis(300));
+    let settings = &h.app.settings;
+    let client = RestClient::new(&settings.source, SecretString::from(TOKEN)).expect("a client");
+    let delivery = Delivery::new(settings, Some(signer())).expect("the mail backend");
+    let store = h.app.store().await;
+    let stop = CancellationToken::new();
+    let cycle = Cycle {
+        settings,
+        source: &client,
+        crm: Some(&client),
+        store: Some(&store),
+        delivery: Some(&delivery),
+        command: "cycle",
+        stop: Some(&stop),
+        replay: false,
+    };
+
+    // Ask to stop once the first email is through; the others in flight still finish.
+    let ask = async {
+        while h.smtp.received().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+    };
+    let (report, ()) = tokio::join!(cycle.run(at(MONDAY), Mode::Act), ask);
+
+    let report = report.expect("the cycle ends with a report");
+    let surveys = report.surveys.as_ref().expect("a survey step");
+    let delivered = h.smtp.received().len();
+    assert!(delivered < 12, "sending stopped: {delivered} delivered");
+    assert_eq!(surveys.sent, delivered, "every email in flight is recorded");
+    assert_eq!(surveys.not_sent, 12 - delivered, "{surveys:?}");
+    let reason = report.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("stay planned for the next run"), "{reason}");
+    let rows = h.rows().await;
+    assert_every_delivery_recorded(&h, &rows);
+    let planned = rows.values().filter(|r| r.state == "planned").count();
+    assert_eq!(planned, 12 - delivered, "{rows:?}");
+
+    // The next run sends the rest, each once.
+    h.smtp.delay_data(std::time::Duration::ZERO);
+    h.cycle("2025-03-03T11:00:00Z").await;
+    assert_every_delivery_recorded(&h, &h.rows().await);
+    assert_eq!(delivered_ids(&h).len(), 12);
 }

@@ -19,7 +19,7 @@ use crate::pull::{self, Book, RowCounts};
 use crate::scoring::{self, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
-use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::store::{Earlier, Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
 use crate::surveys::{self, Delivery, SurveyReport, SurveyRun};
 use crate::tasks::{TaskReport, TaskRun};
 use crate::writeback::{self, HealthItem, WritebackReport};
@@ -86,6 +86,10 @@ pub struct ScoredAccount {
     pub red_since: Option<NaiveDate>,
     /// One line per measure: its colour and reason.
     pub reasons: Vec<String>,
+    /// A newer day's score is stored for this account (this cycle replays an older day): this
+    /// score joins the history only, is compared with the score before its day, is not
+    /// written back and opens no task.
+    pub superseded: bool,
     #[serde(skip)]
     written: Option<String>,
 }
@@ -104,7 +108,66 @@ impl ScoredAccount {
     }
 
     fn needs_write(&self) -> bool {
-        self.written.as_deref() != Some(self.current.fingerprint().as_str())
+        !self.superseded && self.written.as_deref() != Some(self.current.fingerprint().as_str())
+    }
+
+    /// The reason of the measure at `index` (in [`Measure::ALL`] order), without the
+    /// `<measure> <colour>: ` that starts its line in [`ScoredAccount::reasons`].
+    pub fn measure_reason(&self, index: usize) -> &str {
+        let Some(line) = self.reasons.get(index) else {
+            return "";
+        };
+        let prefix = Measure::ALL
+            .get(index)
+            .zip(self.current.measures.get(index))
+            .map(|(measure, colour)| format!("{} {colour}: ", measure.as_str()));
+        prefix
+            .and_then(|p| line.strip_prefix(p.as_str()))
+            .unwrap_or(line)
+    }
+}
+
+/// The stored scores a cycle compares with.
+#[derive(Debug, Default)]
+struct Previous {
+    /// Every account's latest score.
+    latest: HashMap<String, Latest>,
+    /// For accounts whose latest score is newer than this cycle's day, their history up to it.
+    earlier: HashMap<String, Earlier>,
+}
+
+impl Previous {
+    async fn read(store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Previous> {
+        let Some(store) = store else {
+            return Ok(Previous::default());
+        };
+        Ok(Previous {
+            latest: store.latest_scores().await?,
+            earlier: store.earlier_scores(now).await?,
+        })
+    }
+
+    /// Compares a new score with the one in force before it, and says whether it joins the
+    /// history. A replay of a day older than the latest score compares with the history
+    /// before that day, so the latest score and its trend stay the newest day's.
+    fn compare(
+        &self,
+        account: &Account,
+        card: &Scorecard,
+        now: DateTime<Utc>,
+    ) -> (ScoredAccount, bool) {
+        let Some(earlier) = self.earlier.get(account.id.as_str()) else {
+            let compared = compare(account, card, self.latest.get(account.id.as_str()), now);
+            let changed = compared.changed();
+            return (compared, changed);
+        };
+        let mut compared = compare(account, card, earlier.before.as_ref(), now);
+        compared.superseded = true;
+        let changed = match &earlier.same_instant {
+            Some(recorded) => recorded != &compared.current,
+            None => compared.changed(),
+        };
+        (compared, changed)
     }
 }
 
@@ -204,10 +267,7 @@ impl<S: Source> Cycle<'_, S> {
             duration_ms = step.elapsed().as_millis() as u64,
             "pulled the book"
         );
-        let previous = match self.store {
-            Some(store) => store.latest_scores().await?,
-            None => HashMap::new(),
-        };
+        let previous = Previous::read(self.store, now).await?;
         let mut report = self.empty_report(mode, run_id.clone(), now, &book);
 
         if let Some(reason) = self.refusal(&book).await? {
@@ -473,7 +533,7 @@ impl<S: Source> Cycle<'_, S> {
         &self,
         book: &Book,
         now: DateTime<Utc>,
-        previous: &HashMap<String, Latest>,
+        previous: &Previous,
         run_id: Option<&str>,
     ) -> anyhow::Result<Vec<ScoredAccount>> {
         let live: Vec<&Account> = book
@@ -491,8 +551,7 @@ impl<S: Source> Cycle<'_, S> {
                     continue;
                 };
                 let card = scoring::score(facts, scoring, now);
-                let latest = previous.get(account.id.as_str());
-                let compared = compare(account, &card, latest, now);
+                let (compared, changed) = previous.compare(account, &card, now);
                 if run_id.is_some() {
                     rows.push(ScoreRow {
                         account_id: compared.account_id.clone(),
@@ -501,7 +560,8 @@ impl<S: Source> Cycle<'_, S> {
                         receipt: serde_json::to_string(&card.receipt)
                             .context("failed to serialise a receipt")?,
                         red_since: compared.red_since,
-                        changed: compared.changed(),
+                        changed,
+                        latest: !compared.superseded,
                     });
                 }
                 scored.push(compared);
@@ -651,6 +711,7 @@ fn compare(
                 )
             })
             .collect(),
+        superseded: false,
         written: previous.and_then(|p| p.written.clone()),
     }
 }

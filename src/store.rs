@@ -4,7 +4,8 @@
 //! file runs in WAL mode with a busy timeout so a reader (`explain`, a second instance) never
 //! blocks a cycle. Score writes are batched in transactions. History keeps a row only when an
 //! account's score, band or a measure changes, so it stays small however often cycles run,
-//! while `account_scores` always holds the latest receipt.
+//! while `account_scores` always holds the receipt of the newest day scored: a replay of an
+//! older day adds to the history and leaves the latest score alone.
 //!
 //! The SQL is kept portable (TEXT timestamps, `$n` parameters, `ON CONFLICT` upserts) so a
 //! PostgreSQL backend can follow without rewriting it.
@@ -110,6 +111,20 @@ pub struct ScoreRow {
     pub red_since: Option<NaiveDate>,
     /// Whether this differs from the previous score (or is the first): it then joins the history.
     pub changed: bool,
+    /// Whether this becomes the account's latest score. A replay of a day older than the stored
+    /// latest score only adds to the history: the latest row stays what the newest day said.
+    pub latest: bool,
+}
+
+/// What the history says about an account whose latest score is newer than the day a replay
+/// scores: the score in force just before that day, and what an earlier replay of the very
+/// same instant recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// The last history row before the replayed instant, with the day it turned red.
+    pub before: Option<Latest>,
+    /// The last history row at the replayed instant itself.
+    pub same_instant: Option<StoredScore>,
 }
 
 /// A row of an account's history, for `explain`.
@@ -360,6 +375,43 @@ impl Store {
             .collect())
     }
 
+    /// For every account whose latest score is newer than `as_of`, what its history holds up
+    /// to `as_of` (see [`Earlier`]). A replay of an older day compares with these, never with
+    /// the newer latest score.
+    pub async fn earlier_scores(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> anyhow::Result<HashMap<String, Earlier>> {
+        let as_of = timestamp(as_of);
+        let rows = sqlx::query(
+            "SELECT s.account_id, h.as_of AS history_as_of, h.score, h.band, h.deployment,
+                    h.engagement, h.adoption, h.roi
+             FROM account_scores s
+             LEFT JOIN score_history h ON h.account_id = s.account_id AND h.as_of <= $1
+             WHERE s.as_of > $1
+             ORDER BY s.account_id, h.as_of, h.run_id",
+        )
+        .bind(&as_of)
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to read the history before the replayed day")?;
+
+        let mut earlier: HashMap<String, Earlier> = HashMap::new();
+        for row in rows {
+            let entry = earlier.entry(row.get("account_id")).or_default();
+            let Some(at) = row.get::<Option<String>, _>("history_as_of") else {
+                continue;
+            };
+            let scored = stored_score(&row);
+            if at == as_of {
+                entry.same_instant = Some(scored);
+            } else {
+                entry.before = Some(next_in_history(entry.before.take(), scored, at));
+            }
+        }
+        Ok(earlier)
+    }
+
     /// Saves a cycle's scores: multi-row statements inside one transaction per chunk, so a
     /// book of 100,000 accounts costs a few thousand statements, not 200,000.
     pub async fn save_scores(
@@ -377,7 +429,10 @@ impl Store {
                 .await
                 .context("failed to start a transaction")?;
             for group in chunk.chunks(ROWS_PER_STATEMENT) {
-                upsert_latest(&mut tx, run_id, &as_of, config_version, group).await?;
+                let latest: Vec<&ScoreRow> = group.iter().filter(|r| r.latest).collect();
+                if !latest.is_empty() {
+                    upsert_latest(&mut tx, run_id, &as_of, config_version, &latest).await?;
+                }
                 let changed: Vec<&ScoreRow> = group.iter().filter(|r| r.changed).collect();
                 if !changed.is_empty() {
                     insert_history(&mut tx, run_id, &as_of, config_version, &changed).await?;
@@ -471,6 +526,27 @@ impl Store {
     }
 }
 
+/// The history row that follows `before`, with the day the band turned red carried along as
+/// the cycles do: set when it turns red after a score that was not, kept while it stays red.
+fn next_in_history(before: Option<Latest>, scored: StoredScore, as_of: String) -> Latest {
+    let red = "red";
+    let day = DateTime::parse_from_rfc3339(&as_of)
+        .ok()
+        .map(|at| at.with_timezone(&Utc).date_naive());
+    let red_since = match &before {
+        _ if scored.band != red => None,
+        Some(previous) if previous.scored.band == red => previous.red_since,
+        Some(_) => day,
+        None => None,
+    };
+    Latest {
+        scored,
+        as_of,
+        written: None,
+        red_since,
+    }
+}
+
 fn stored_score(row: &sqlx::sqlite::SqliteRow) -> StoredScore {
     StoredScore {
         score: row
@@ -486,7 +562,7 @@ async fn upsert_latest(
     run_id: &str,
     as_of: &str,
     config_version: &str,
-    rows: &[ScoreRow],
+    rows: &[&ScoreRow],
 ) -> anyhow::Result<()> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment, \
@@ -515,7 +591,8 @@ async fn upsert_latest(
          deployment = excluded.deployment, engagement = excluded.engagement, \
          adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend, \
          receipt = excluded.receipt, config_version = excluded.config_version, \
-         red_since = excluded.red_since",
+         red_since = excluded.red_since \
+         WHERE excluded.as_of >= account_scores.as_of",
     );
     insert
         .build()

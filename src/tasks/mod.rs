@@ -175,7 +175,10 @@ impl TaskRun<'_> {
 
     /// Trips the breaker when too many accounts turned red at once; reads it otherwise.
     async fn breaker(&self, accounts: &[ScoredAccount], acting: bool) -> anyhow::Result<Breaker> {
-        let turned_red = accounts.iter().filter(|a| a.turned_red).count();
+        let turned_red = accounts
+            .iter()
+            .filter(|a| a.turned_red && !a.superseded)
+            .count();
         let by_share = (accounts.len() as f64 * self.settings.breaker_share).floor() as usize;
         let limit = by_share.max(self.settings.breaker_min_accounts);
         let tripped_now = turned_red > limit;
@@ -351,8 +354,12 @@ pub async fn reconcile(
     run.try_reconcile(crm, store).await
 }
 
-/// A red account with a known day it turned red deserves a risk task.
+/// A red account with a known day it turned red deserves a risk task, unless a newer day's
+/// score is already stored (a replay of the past): what is in force now decides.
 fn red_trigger(account: &ScoredAccount) -> Option<Trigger> {
+    if account.superseded {
+        return None;
+    }
     let red_since = account.red_since?;
     let id = AccountId::parse(&account.account_id).ok()?;
     Some(Trigger {

@@ -107,3 +107,65 @@ async fn a_replay_of_a_past_day_stores_scores_but_writes_nothing_to_the_crm() {
         "the replay is in the local history"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_an_older_day_leaves_the_latest_score_and_the_next_cycle_alone() {
+    let app = App::generated(300, "2025-06-02").await;
+    let live = app.cycle("2025-06-02").await;
+
+    let replay = app.replay("2025-03-03").await;
+    let next = app.cycle("2025-06-02").await;
+
+    assert_eq!(replay.status, RunStatus::Succeeded, "{:?}", replay.reason);
+    assert!(
+        replay
+            .accounts
+            .iter()
+            .all(|a| a.superseded && a.trend == Trend::New && !a.turned_red),
+        "nothing was scored before 3 March, so every replayed score is a baseline"
+    );
+    assert_eq!(replay.writes_due, 0, "the CRM holds the newer scores");
+    assert!(
+        next.accounts
+            .iter()
+            .all(|a| a.trend == Trend::Same && !a.turned_red && !a.superseded),
+        "the live cycle compares with June, not with the replayed March"
+    );
+    assert_eq!(next.writes_due, 0);
+    let tasks = next.tasks.as_ref().expect("a task step");
+    assert!(tasks.opened.is_empty(), "{:?}", tasks.opened);
+
+    let moved = replay
+        .accounts
+        .iter()
+        .find(|old| {
+            live.accounts
+                .iter()
+                .any(|new| new.account_id == old.account_id && new.current != old.current)
+        })
+        .expect("some account scored differently in March");
+    let in_june = live
+        .accounts
+        .iter()
+        .find(|a| a.account_id == moved.account_id)
+        .expect("scored in June");
+    let explained = app
+        .store()
+        .await
+        .explain(&moved.account_id)
+        .await
+        .expect("the store answers")
+        .expect("scored");
+    assert!(
+        explained.as_of.starts_with("2025-06-02"),
+        "{}",
+        explained.as_of
+    );
+    assert_eq!(explained.scored, in_june.current);
+    let days: Vec<&str> = explained.history.iter().map(|h| &h.as_of[..10]).collect();
+    assert_eq!(
+        days,
+        ["2025-03-03", "2025-06-02"],
+        "the replay joined the history"
+    );
+}

@@ -58,7 +58,8 @@ impl Trend {
         }
     }
 
-    fn between(previous: Option<&StoredScore>, current: &StoredScore) -> Trend {
+    /// How `current` moved since `previous` (`None`: it is the first score).
+    pub fn between(previous: Option<&StoredScore>, current: &StoredScore) -> Trend {
         let Some(previous) = previous else {
             return Trend::New;
         };

@@ -139,6 +139,10 @@ pub struct HistoryRow {
 /// Everything `explain` shows about one account.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explained {
+    /// Set when this is the score in force on a past day (`explain --as-of`) rather than the
+    /// latest one; `written_at` is then unknown and `history` ends with this score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_force_on: Option<NaiveDate>,
     pub account_id: String,
     pub run_id: String,
     pub as_of: String,
@@ -513,6 +517,7 @@ impl Store {
 
         let receipt: String = row.get("receipt");
         Ok(Some(Explained {
+            in_force_on: None,
             account_id: row.get("account_id"),
             run_id: row.get("run_id"),
             as_of: row.get("as_of"),
@@ -521,6 +526,58 @@ impl Store {
             config_version: row.get("config_version"),
             receipt: serde_json::from_str(&receipt).context("a stored receipt is not JSON")?,
             written_at: row.get("written_at"),
+            history,
+        }))
+    }
+
+    /// The score of one account in force on `day`: its latest history row at or before the end
+    /// of that (UTC) day, with that row's receipt, and the history up to it. `None` when the
+    /// account had no score yet by then.
+    pub async fn explain_as_of(
+        &self,
+        account_id: &str,
+        day: NaiveDate,
+    ) -> anyhow::Result<Option<Explained>> {
+        let Some(next_day) = day.succ_opt() else {
+            anyhow::bail!("{day} is the last day the calendar knows");
+        };
+        let until = timestamp(next_day.and_time(chrono::NaiveTime::MIN).and_utc());
+        let rows = sqlx::query(
+            "SELECT run_id, as_of, score, band, deployment, engagement, adoption, roi, receipt,
+                    config_version
+             FROM score_history WHERE account_id = $1 AND as_of < $2 ORDER BY as_of, run_id",
+        )
+        .bind(account_id)
+        .bind(&until)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("failed to read the history of account {account_id}"))?;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+
+        let history: Vec<HistoryRow> = rows
+            .iter()
+            .map(|h| HistoryRow {
+                run_id: h.get("run_id"),
+                as_of: h.get("as_of"),
+                scored: stored_score(h),
+            })
+            .collect();
+        let before = history.len().checked_sub(2).map(|i| &history[i].scored);
+        let scored = stored_score(last);
+        let trend = crate::cycle::Trend::between(before, &scored);
+        let receipt: String = last.get("receipt");
+        Ok(Some(Explained {
+            in_force_on: Some(day),
+            account_id: account_id.to_owned(),
+            run_id: last.get("run_id"),
+            as_of: last.get("as_of"),
+            scored,
+            trend: trend.as_str().to_owned(),
+            config_version: last.get("config_version"),
+            receipt: serde_json::from_str(&receipt).context("a stored receipt is not JSON")?,
+            written_at: None,
             history,
         }))
     }

@@ -56,6 +56,10 @@ pub enum Command {
     Explain {
         /// The CRM id of the account.
         account_id: String,
+        /// Show the score in force on this UTC day (YYYY-MM-DD) instead of the latest: the
+        /// last one recorded by the end of that day, its receipt, and the history up to it.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -127,7 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
         Command::Run => run_daemon(cli.config).await,
         Command::Runs(args) => runs::print(load(cli.config)?, &args).await,
-        Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
+        Command::Explain {
+            account_id,
+            as_of,
+            output,
+        } => explain(cli.config, &account_id, as_of, output).await,
         Command::ReleaseBreaker => release_breaker(cli.config).await,
         Command::Preview(args) => surveys::preview(load(cli.config)?, &args).await,
         Command::ServeAnswers => surveys::serve_answers(load(cli.config)?).await,
@@ -385,6 +393,7 @@ fn exit_code(report: &CycleReport) -> ExitCode {
 async fn explain(
     config: Option<PathBuf>,
     account_id: &str,
+    as_of: Option<NaiveDate>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
@@ -394,9 +403,15 @@ async fn explain(
             settings.store.path.display()
         );
     };
-    let Some(explained) = store.explain(account_id).await? else {
+    let explained = match as_of {
+        Some(day) => store.explain_as_of(account_id, day).await?,
+        None => store.explain(account_id).await?,
+    };
+    let Some(explained) = explained else {
+        let when = as_of.map_or(String::new(), |day| format!(" by the end of {day}"));
         anyhow::bail!(
-            "account {account_id} has no score yet: is the id right, and has a cycle run?"
+            "account {account_id} has no score{when}: is the id right, and has a cycle scored \
+             it (`touchpoint runs` lists the runs)?"
         );
     };
     match output {

@@ -1,0 +1,93 @@
+//! The binary as a person runs it, against the sandbox and the store of a test: `explain
+//! --as-of`, output piped into a reader that stops early, and the demo.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::helpers::{App, TOKEN};
+
+/// `touchpoint ARGS` pointed at the test's sandbox and store.
+fn touchpoint(app: &App) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+    command
+        .env("TOUCHPOINT__STORE__PATH", &app.settings.store.path)
+        .env("TOUCHPOINT__SOURCE__BASE_URL", app.crm.base_url())
+        .env("TOUCHPOINT__SURVEYS__ENABLED", "false")
+        .env("TOUCHPOINT_SOURCE_TOKEN", TOKEN)
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn run(app: &App, args: &[&str]) -> Output {
+    touchpoint(app)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_as_of_a_day_shows_the_score_in_force_then_and_its_history() {
+    let app = App::generated(300, "2025-06-02").await;
+    let march = app.cycle("2025-03-03").await;
+    let june = app.cycle("2025-06-02").await;
+    let moved = june.changed().next().expect("a score changed by June");
+    let id = moved.account_id.as_str();
+    let in_march = march
+        .accounts
+        .iter()
+        .find(|a| a.account_id == id)
+        .expect("scored in March");
+
+    let april = json_of(&run(
+        &app,
+        &["explain", id, "--as-of", "2025-04-15", "--output", "json"],
+    ));
+    let latest = json_of(&run(
+        &app,
+        &["explain", id, "--as-of", "2025-06-02", "--output", "json"],
+    ));
+
+    assert_eq!(april["in_force_on"], "2025-04-15");
+    assert!(
+        april["as_of"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2025-03-03"))
+    );
+    assert_eq!(april["score"], serde_json::json!(in_march.current.score));
+    assert_eq!(april["band"], in_march.current.band.as_str());
+    assert_eq!(april["trend"], "new");
+    assert_eq!(april["history"].as_array().map(Vec::len), Some(1));
+    let receipt_day = april["receipt"]["as_of"].as_str().unwrap_or_default();
+    assert!(
+        receipt_day.starts_with("2025-03-03"),
+        "the March receipt: {receipt_day}"
+    );
+    assert!(
+        latest["as_of"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2025-06-02"))
+    );
+    assert_eq!(latest["score"], serde_json::json!(moved.current.score));
+    assert_eq!(latest["trend"], moved.trend.as_str());
+    assert_eq!(latest["history"].as_array().map(Vec::len), Some(2));
+
+    let text = run(&app, &["explain", id, "--as-of", "2025-04-15"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("in force on 2025-04-15"), "{text}");
+    assert!(text.contains("History up to 2025-04-15"), "{text}");
+    assert!(
+        text.contains("2025-03-03") && !text.contains("2025-06-02"),
+        "{text}"
+    );
+
+    let before_any = run(&app, &["explain", id, "--as-of", "2025-03-02"]);
+    assert!(!before_any.status.success());
+    let said = String::from_utf8_lossy(&before_any.stderr);
+    assert!(said.contains("no score by the end of 2025-03-02"), "{said}");
+}

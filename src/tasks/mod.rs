@@ -219,14 +219,14 @@ impl TaskRun<'_> {
         };
         let mut triggers: Vec<Trigger> = accounts.iter().filter_map(red_trigger).collect();
         for answer in answers {
-            let id = format!("answer:{}", answer.id);
-            if decided.contains(&id) {
-                continue;
-            }
             let Some((name, owner)) = names.get(&answer.account_id) else {
                 continue;
             };
-            triggers.extend(self.answer_trigger(answer, id, name, owner.clone()));
+            let fresh = self
+                .answer_triggers(answer, name, owner.clone())
+                .into_iter()
+                .filter(|trigger| !decided.contains(&trigger.id));
+            triggers.extend(fresh);
         }
         for trigger in &mut triggers {
             if let Some((name, owner)) = names.get(&trigger.account_id) {
@@ -237,36 +237,53 @@ impl TaskRun<'_> {
         Ok(triggers)
     }
 
-    fn answer_trigger(
+    /// The triggers one NPS answer fires: a detractor's risk task, and a review request for a
+    /// promoter, or for every respondent (detractors included) when
+    /// `tasks.promoter.all_respondents` is on, since review sites forbid asking only happy
+    /// customers. A detractor's review request has a trigger of its own, so each is decided
+    /// once.
+    fn answer_triggers(
         &self,
         answer: &SurveyResponse,
-        id: String,
         name: &str,
         owner_id: Option<OwnerId>,
-    ) -> Option<Trigger> {
-        let score = answer.score?;
-        let reason = if score <= self.settings.detractor_max_score {
-            Reason::Detractor
-        } else if score >= self.settings.promoter_min_score || self.settings.review_all_respondents
-        {
-            Reason::Promoter
-        } else {
-            return None;
+    ) -> Vec<Trigger> {
+        let Some(score) = answer.score else {
+            return Vec::new();
         };
-        Some(Trigger {
-            account_id: answer.account_id.clone(),
-            account_name: name.to_owned(),
-            owner_id,
-            reason,
-            id,
-            evidence: Evidence::Answer {
-                response_id: answer.id.to_string(),
-                contact_id: answer.contact_id.as_ref().map(ToString::to_string),
-                score,
-                comment: answer.comment.clone(),
-                submitted_at: answer.submitted_at,
-            },
-        })
+        let detractor = score <= self.settings.detractor_max_score;
+        let reviewed =
+            score >= self.settings.promoter_min_score || self.settings.review_all_respondents;
+        let id = format!("answer:{}", answer.id);
+        let mut fired = Vec::new();
+        if detractor {
+            fired.push((Reason::Detractor, id.clone()));
+        }
+        if reviewed {
+            let review_id = if detractor {
+                format!("{id}:review")
+            } else {
+                id
+            };
+            fired.push((Reason::Promoter, review_id));
+        }
+        fired
+            .into_iter()
+            .map(|(reason, id)| Trigger {
+                account_id: answer.account_id.clone(),
+                account_name: name.to_owned(),
+                owner_id: owner_id.clone(),
+                reason,
+                id,
+                evidence: Evidence::Answer {
+                    response_id: answer.id.to_string(),
+                    contact_id: answer.contact_id.as_ref().map(ToString::to_string),
+                    score,
+                    comment: answer.comment.clone(),
+                    submitted_at: answer.submitted_at,
+                },
+            })
+            .collect()
     }
 
     async fn decide(&self, triggers: &[Trigger], breaker: bool) -> anyhow::Result<Vec<Decision>> {

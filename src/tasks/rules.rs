@@ -76,7 +76,8 @@ pub struct Trigger {
     pub account_name: String,
     pub owner_id: Option<OwnerId>,
     pub reason: Reason,
-    /// Stable across cycles: `answer:<response id>` or `red:<account>:<date it turned red>`.
+    /// Stable across cycles: `answer:<response id>` (`answer:<response id>:review` for the
+    /// review request a detractor also gets) or `red:<account>:<date it turned red>`.
     pub id: String,
     pub evidence: Evidence,
 }

@@ -276,6 +276,52 @@ async fn a_promoter_twice_in_a_year_gets_one_review_request_and_a_detractor_a_ri
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn asking_all_respondents_gives_a_detractor_its_risk_task_and_a_review_request() {
+    let mut settings = NO_BREAKER.to_vec();
+    settings.push(("TOUCHPOINT__TASKS__PROMOTER__ALL_RESPONDENTS", "true"));
+    let app = App::generated(120, AFTER).await.with(&settings);
+    let account = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["archived"] == false && !a["owner_id"].is_null())
+        .expect("a live owned account");
+    let id = account["id"].as_str().expect("an id");
+
+    answer(&app, "T-ALL-1", id, 2, "2025-05-30T10:00:00Z").await;
+    let first = app.cycle(AFTER).await;
+    // The CSM asked for the review and closed the task; the account answers again later.
+    let review = tasks_by_account(&app, "promoter")[id][0]["key"].clone();
+    assert!(
+        app.crm
+            .set_task_status(review.as_str().expect("a key"), "completed")
+    );
+    answer(&app, "T-ALL-2", id, 4, "2025-08-01T10:00:00Z").await;
+    let later = app.cycle("2025-08-04").await;
+
+    let opened = &first.tasks.expect("a task step").opened;
+    let for_answer: Vec<&str> = opened
+        .iter()
+        .filter(|t| t.trigger_id.starts_with("answer:T-ALL-1"))
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(for_answer, ["risk", "review_request"], "{opened:?}");
+    let reviews = &tasks_by_account(&app, "promoter")[id];
+    assert_eq!(reviews.len(), 1, "one review request a year: {reviews:?}");
+    assert_eq!(reviews[0]["kind"], "review_request");
+    let body = reviews[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("honest review") && !body.contains("out of 10"),
+        "the request does not quote the score: {body}"
+    );
+    assert_eq!(tasks_by_account(&app, "detractor")[id].len(), 1);
+    let skipped = serde_json::to_string(&later.tasks.expect("tasks").skipped).expect("json");
+    assert!(
+        skipped.contains("answer:T-ALL-2:review") && skipped.contains("already requested"),
+        "{skipped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     let app = App::generated(300, AFTER).await.with(&[
         ("TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE", "0.0"),

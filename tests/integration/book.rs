@@ -207,6 +207,45 @@ async fn the_csv_source_reads_the_same_book_to_the_same_colours() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn usage_rows_that_spell_a_key_feature_in_capitals_still_count_for_it() {
+    let book = TempDir::new().expect("a temporary folder");
+    let features = key_features();
+    write_book(book.path(), &features);
+    let usage = book.path().join("usage.csv");
+    let text = std::fs::read_to_string(&usage).expect("written");
+    let first = &features[0];
+    let capitalised = format!("{}{}", first[..1].to_uppercase(), &first[1..]);
+    assert_ne!(&capitalised, first);
+    let rewritten = text.replace(&format!(",{first},"), &format!(",{capitalised},"));
+    assert_ne!(rewritten, text, "some rows now spell `{capitalised}`");
+    std::fs::write(&usage, rewritten).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+
+    let served = App::from_csv(book.path()).await.plan("2025-01-01").await;
+    let read = touchpoint::cli::cycle_once(
+        &settings,
+        None,
+        "plan",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Plan,
+    )
+    .await
+    .expect("the plan runs");
+
+    assert_hand_worked_colours(&served);
+    assert_hand_worked_colours(&read);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cycle_stores_receipts_that_explain_each_colour() {
     let book = TempDir::new().expect("a temporary folder");
     write_book(book.path(), &key_features());

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cycle::ScoredAccount;
 use crate::model::{AccountId, Owner, OwnerId, SurveyResponse};
+use crate::scoring::Measure;
 use crate::source::{RestClient, SourceError};
 use crate::store::Store;
 pub use ledger::{BREAKER_FLAG, LedgerTask};
-pub use rules::{Decision, Evidence, History, Reason, TaskDraft, Trigger};
+pub use rules::{Decision, Evidence, History, MeasureMove, Reason, TaskDraft, Trigger};
 pub use settings::{Priority, RawTaskSettings, TaskSettings};
 
 /// The mass-change breaker's state in a cycle.
@@ -393,8 +394,27 @@ fn red_trigger(account: &ScoredAccount) -> Option<Trigger> {
                 format!("{score} {}", p.band)
             }),
             reasons: account.reasons.clone(),
+            moved: account.turned_red.then(|| moved_measures(account)),
         },
     })
+}
+
+/// The measures whose colour differs from the previous score, with their reasons now.
+fn moved_measures(account: &ScoredAccount) -> Vec<MeasureMove> {
+    let Some(before) = &account.previous else {
+        return Vec::new();
+    };
+    Measure::ALL
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| before.measures[*i] != account.current.measures[*i])
+        .map(|(i, measure)| MeasureMove {
+            measure: measure.as_str().to_owned(),
+            before: before.measures[i].clone(),
+            now: account.current.measures[i].clone(),
+            reason: account.measure_reason(i).to_owned(),
+        })
+        .collect()
 }
 
 fn sort_decisions(report: &mut TaskReport, decisions: Vec<Decision>) {

@@ -116,7 +116,43 @@ async fn an_account_red_three_cycles_running_has_one_open_task() {
             body.contains("turned red") && body.contains("touchpoint explain"),
             "{body}"
         );
+        assert_names_what_moved(&first, account, body);
     }
+}
+
+/// The body lists `measure: before -> now` for every measure whose colour changed, and no
+/// other measure as moved.
+fn assert_names_what_moved(report: &CycleReport, account: &str, body: &str) {
+    let scored = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == account)
+        .expect("scored");
+    let before = scored
+        .previous
+        .as_ref()
+        .expect("a score before it turned red");
+    let mut moved = 0;
+    for (i, name) in ["deployment", "engagement", "adoption", "roi"]
+        .iter()
+        .enumerate()
+    {
+        let (was, now) = (&before.measures[i], &scored.current.measures[i]);
+        if was == now {
+            assert!(
+                !body.contains(&format!("- {name}: ")),
+                "{name} did not move: {body}"
+            );
+            continue;
+        }
+        moved += 1;
+        let line = format!(
+            "- {name}: {was} -> {now} (now: {})",
+            scored.measure_reason(i)
+        );
+        assert!(body.contains(&line), "{line} in {body}");
+    }
+    assert!(moved > 0, "something moved: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -473,3 +473,46 @@ fn json_id(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::ExitCode;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{self, Cli};
+    use crate::settings::Settings;
+
+    #[tokio::test]
+    async fn release_breaker_on_the_command_line_clears_the_breaker() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let config = dir.path().join("touchpoint.toml");
+        let store_path = dir.path().join("touchpoint.db").display().to_string();
+        std::fs::write(&config, format!("[store]\npath = {store_path:?}\n")).expect("written");
+        let settings = Settings::load(Some(&config)).expect("the configuration loads");
+        let store = Store::open(&settings.store).await.expect("the store opens");
+        store
+            .set_flag(BREAKER_FLAG, "40 accounts turned red as of 2025-06-02")
+            .await
+            .expect("tripped");
+        let config = config.display().to_string();
+        let release = || {
+            Cli::try_parse_from(["touchpoint", "release-breaker", "--config", config.as_str()])
+                .expect("the command line parses")
+        };
+
+        let released = cli::run(release()).await.expect("release-breaker runs");
+        let again = cli::run(release())
+            .await
+            .expect("release-breaker runs again");
+
+        assert_eq!(released, ExitCode::SUCCESS);
+        assert_eq!(store.flag(BREAKER_FLAG).await.expect("read"), None);
+        assert_eq!(
+            again,
+            ExitCode::SUCCESS,
+            "nothing to release is not an error"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! The rules' contracts: task bodies that say why.
+//! The rules' contracts: due dates in business days in the owner's zone, task keys the CRM
+//! accepts, and task bodies that say why.
 
 use std::collections::HashMap;
 
@@ -92,6 +93,89 @@ fn draft_at(trigger: &Trigger, owners: &[Owner], now: &str) -> TaskDraft {
         Decision::Open(draft) => draft,
         other => panic!("expected a task, got {other:?}"),
     }
+}
+
+#[test]
+fn business_days_skip_the_weekend() {
+    let friday = day("2025-05-30");
+    assert_eq!(add_business_days(friday, 2), day("2025-06-03"), "Tuesday");
+    assert_eq!(add_business_days(day("2025-05-31"), 2), day("2025-06-03"));
+    assert_eq!(add_business_days(day("2025-05-28"), 2), day("2025-05-30"));
+    assert_eq!(add_business_days(friday, 0), friday);
+    assert_eq!(add_business_days(friday, 5), day("2025-06-06"));
+}
+
+#[test]
+fn a_detractor_task_is_due_two_business_days_after_the_owners_local_day() {
+    assert_eq!(settings().detractor.due_business_days, 2);
+    // Thursday 29 May, 23:30 UTC: already Friday in Berlin, still Thursday in New York.
+    let now = "2025-05-29T23:30:00Z";
+    let berlin = owner("O-berlin", "Europe/Berlin");
+    let new_york = owner("O-ny", "America/New_York");
+
+    let in_berlin = draft_at(&detractor("A-1", "O-berlin", "R-1"), &[berlin], now);
+    let in_new_york = draft_at(&detractor("A-1", "O-ny", "R-1"), &[new_york], now);
+
+    assert_eq!(
+        in_berlin.due_date,
+        day("2025-06-03"),
+        "Friday + 2 = Tuesday"
+    );
+    assert_eq!(
+        in_new_york.due_date,
+        day("2025-06-02"),
+        "Thursday + 2 = Monday"
+    );
+    assert_eq!(in_berlin.priority, Priority::High);
+    assert!(in_berlin.key.ends_with(":20250530"), "{}", in_berlin.key);
+    assert!(
+        in_new_york.key.ends_with(":20250529"),
+        "{}",
+        in_new_york.key
+    );
+}
+
+fn assert_contract_key(key: &str) {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:-".contains(c);
+    assert!(key.chars().all(allowed), "{key}");
+    assert!(
+        !key.is_empty() && key.len() <= 200,
+        "{} characters: {key}",
+        key.len()
+    );
+}
+
+#[test]
+fn a_plain_key_reads_as_reason_account_trigger_and_day() {
+    let key = task_key(&detractor("A-000001", "O-1", "R-9"), day("2025-06-02"));
+    assert_eq!(key, "touchpoint:detractor:A-000001:R-9:20250602");
+    assert_contract_key(&key);
+}
+
+#[test]
+fn keys_from_odd_or_long_ids_stay_within_the_contract_and_apart() {
+    let opened = day("2025-06-02");
+    let odd = task_key(&detractor("Ä 1/2", "O-1", "R#1 ü"), opened);
+    let long_a = task_key(
+        &detractor("A-1", "O-1", &format!("{}a", "r".repeat(300))),
+        opened,
+    );
+    let long_b = task_key(
+        &detractor("A-1", "O-1", &format!("{}b", "r".repeat(300))),
+        opened,
+    );
+
+    for key in [&odd, &long_a, &long_b] {
+        assert_contract_key(key);
+        assert!(key.starts_with("touchpoint:detractor:"), "{key}");
+    }
+    assert_ne!(long_a, long_b, "ids that differ past the cut keep apart");
+    assert_ne!(odd, task_key(&detractor("A 1/2", "O-1", "R#1 ü"), opened));
+    assert_eq!(
+        odd,
+        task_key(&detractor("Ä 1/2", "O-1", "R#1 ü"), opened),
+        "the same trigger gives the same key"
+    );
 }
 
 #[test]

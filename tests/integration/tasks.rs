@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use clap::Parser;
 use serde_json::{Value, json};
 use touchpoint::cycle::CycleReport;
 use touchpoint::tasks::BREAKER_FLAG;
@@ -357,6 +358,25 @@ async fn asking_all_respondents_gives_a_detractor_its_risk_task_and_a_review_req
     );
 }
 
+/// `touchpoint release-breaker`, as a person types it, against the test's store.
+async fn release_breaker(app: &App) {
+    let config = app.dir.path().join("release.toml");
+    let store = app.settings.store.path.display().to_string();
+    std::fs::write(&config, format!("[store]\npath = {store:?}\n")).expect("written");
+    let config = config.display().to_string();
+    let cli = touchpoint::cli::Cli::try_parse_from([
+        "touchpoint",
+        "--config",
+        config.as_str(),
+        "release-breaker",
+    ])
+    .expect("the command line parses");
+    let code = touchpoint::cli::run(cli)
+        .await
+        .expect("release-breaker runs");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     let app = App::generated(300, AFTER).await.with(&[
@@ -392,7 +412,8 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
         "held until released"
     );
 
-    assert!(store.clear_flag(BREAKER_FLAG).await.expect("released"));
+    release_breaker(&app).await;
+    assert!(store.flag(BREAKER_FLAG).await.expect("read").is_none());
     app.cycle(AFTER).await;
     assert_eq!(
         tasks_by_account(&app, "turned_red").len(),

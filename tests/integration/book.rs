@@ -321,11 +321,66 @@ async fn a_renamed_column_fails_the_pull_instead_of_scoring_empty_data() {
     assert_eq!(report.status, touchpoint::store::RunStatus::Failed);
     let reason = report.reason.expect("a reason");
     assert!(
-        reason.contains("activities") && reason.contains("name no account"),
+        reason.contains("activities list") && reason.contains("none of its 8 row(s)"),
         "{reason}"
     );
     assert!(
         report.accounts.is_empty(),
         "nothing is scored from a list it cannot trust"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let activities = book.path().join("activities.csv");
+    let mut text = std::fs::read_to_string(&activities).expect("written");
+    text.push_str("AC-9,,call,,2024-12-20T15:00:00Z,completed,P-g1,2024-12-20T16:00:00Z\n");
+    std::fs::write(&activities, text).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+    let store = touchpoint::store::Store::open(&settings.store)
+        .await
+        .expect("the store opens");
+
+    let report = touchpoint::cli::cycle_once(
+        &settings,
+        Some(&store),
+        "cycle",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Act,
+    )
+    .await
+    .expect("the cycle runs");
+
+    assert_eq!(report.status, touchpoint::store::RunStatus::Partial);
+    let reason = report.reason.clone().expect("a partial run says why");
+    assert!(reason.contains("1 record(s) rejected"), "{reason}");
+    assert!(report.held.is_empty(), "the row names no account to hold");
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    let rejected = &report.rejected[0];
+    assert_eq!(
+        (rejected.dataset.as_str(), rejected.record_id.as_deref()),
+        ("activities", Some("AC-9"))
+    );
+    assert_eq!(rejected.reason, "line 10: AccountId is empty");
+    let run_id = report.run_id.clone().expect("a run id");
+    let kept = store
+        .run_rejections(&run_id)
+        .await
+        .expect("the run's rejections");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, rejected.reason);
+    let mut hand_worked = report;
+    hand_worked.rejected.clear();
+    assert_hand_worked_colours(&hand_worked);
 }

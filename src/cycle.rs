@@ -343,18 +343,11 @@ impl<S: Source> Cycle<'_, S> {
                 report.reason = Some("the mass-change breaker holds health-driven tasks".into());
             }
         }
-        if !report.held.is_empty() || !report.rejected.is_empty() {
+        let mut shortfalls = shortfalls(&report);
+        if !shortfalls.is_empty() {
             report.status = RunStatus::Partial;
-            let held = format!(
-                "{} record(s) rejected; {} account(s) held back because some of their records \
-                 were rejected",
-                report.rejected.len(),
-                report.held.len()
-            );
-            report.reason = Some(match report.reason.take() {
-                Some(other) => format!("{held}; {other}"),
-                None => held,
-            });
+            shortfalls.extend(report.reason.take());
+            report.reason = Some(shortfalls.join("; "));
         }
         self.finish(&report).await?;
         Ok(report)
@@ -723,6 +716,34 @@ fn stored(card: &Scorecard) -> StoredScore {
         band: card.band.as_str().to_owned(),
         measures: Measure::ALL.map(|m| card.measures.get(m).as_str().to_owned()),
     }
+}
+
+/// What a run that scored the book left undone: records rejected (and the accounts they held
+/// back), scores the CRM did not take. Any of them makes the run partial, with these reasons.
+fn shortfalls(report: &CycleReport) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !report.held.is_empty() || !report.rejected.is_empty() {
+        reasons.push(format!(
+            "{} record(s) rejected; {} account(s) held back because some of their records \
+             were rejected",
+            report.rejected.len(),
+            report.held.len()
+        ));
+    }
+    let Some(written) = &report.writeback else {
+        return reasons;
+    };
+    if !written.failed_batches.is_empty() || !written.refused.is_empty() {
+        let unwritten = written.attempted.saturating_sub(written.stored_count);
+        reasons.push(format!(
+            "{unwritten} of {} score(s) not written back: {} batch(es) failed after retries, \
+             {} item(s) refused by the CRM (they are sent again next cycle)",
+            written.attempted,
+            written.failed_batches.len(),
+            written.refused.len()
+        ));
+    }
+    reasons
 }
 
 fn tally(report: &mut CycleReport) {

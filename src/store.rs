@@ -42,7 +42,8 @@ pub enum RunStatus {
     Running,
     /// Every list was read and every account scored.
     Succeeded,
-    /// Some records were rejected and their accounts held back; the rest was done.
+    /// Some records were rejected (their accounts held back), or some scores did not reach
+    /// the CRM; the rest was done.
     Partial,
     /// A list could not be read (or came back incomplete): nothing was scored or written.
     Failed,

@@ -43,7 +43,7 @@ async fn a_second_cycle_writes_back_only_what_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_records_changes_and_trends_between_cycles() {
     let app = App::generated(300, "2025-06-02").await;
-    app.cycle("2025-03-03").await;
+    let first = app.cycle("2025-03-03").await;
 
     let later = app.cycle("2025-06-02").await;
 
@@ -66,7 +66,48 @@ async fn history_records_changes_and_trends_between_cycles() {
         .expect("the store answers")
         .expect("scored");
     assert_eq!(explained.history.len(), 2);
-    assert!(later.accounts.iter().any(|a| a.turned_red) || later.bands.red > 0);
+
+    // A first score is a baseline: red then is not "turned red", and opens no task.
+    assert!(first.bands.red > 0, "some accounts start red");
+    assert!(
+        first
+            .accounts
+            .iter()
+            .all(|a| !a.turned_red && a.red_since.is_none())
+    );
+    let first_tasks = &first.tasks.as_ref().expect("a task step").opened;
+    assert!(
+        first_tasks
+            .iter()
+            .all(|t| t.trigger_id.starts_with("answer:")),
+        "no health task from a baseline: {first_tasks:?}"
+    );
+    // Later, exactly the accounts red now and not red before turned red.
+    let turned: Vec<&str> = later
+        .accounts
+        .iter()
+        .filter(|a| a.turned_red)
+        .map(|a| a.account_id.as_str())
+        .collect();
+    let expected: Vec<&str> = later
+        .accounts
+        .iter()
+        .filter(|a| {
+            let was = a.previous.as_ref().map(|p| p.band.as_str());
+            a.current.band == "red" && was.is_some_and(|band| band != "red")
+        })
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert!(!turned.is_empty(), "some accounts turned red by June");
+    assert_eq!(turned, expected);
+    let stayed_red = later
+        .accounts
+        .iter()
+        .find(|a| a.current.band == "red" && a.previous.as_ref().is_some_and(|p| p.band == "red"));
+    assert!(
+        stayed_red.is_some_and(|a| !a.turned_red && a.red_since.is_none()),
+        "red since the baseline is not turned red: {stayed_red:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,8 @@
 //! The binary as a person runs it, against the sandbox and the store of a test: `explain
 //! --as-of`, output piped into a reader that stops early, and the demo.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -90,4 +91,49 @@ async fn explain_as_of_a_day_shows_the_score_in_force_then_and_its_history() {
     assert!(!before_any.status.success());
     let said = String::from_utf8_lossy(&before_any.stderr);
     assert!(said.contains("no score by the end of 2025-03-02"), "{said}");
+}
+
+/// Runs `command`, reads one line of its output, closes the pipe, and waits for it to end.
+fn read_one_line_then_close(mut command: Command) -> (String, Output) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("a first line");
+    let output = child.wait_with_output().expect("the binary ends");
+    (first, output)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    // A book whose plan is far larger than a pipe's buffer, so the writer meets the closed end.
+    let app = App::generated(1500, "2025-06-02").await;
+    let commands: [&[&str]; 2] = [
+        &["plan", "--as-of", "2025-06-02"],
+        &["plan", "--as-of", "2025-06-02", "--output", "json"],
+    ];
+
+    for args in commands {
+        let mut command = touchpoint(&app);
+        command.args(args);
+        let (first, output) =
+            tokio::task::spawn_blocking(move || read_one_line_then_close(command))
+                .await
+                .expect("the reader ran");
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!first.trim().is_empty(), "{args:?} printed a first line");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?}\n{stderr}",
+            output.status
+        );
+    }
 }

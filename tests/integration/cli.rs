@@ -137,3 +137,83 @@ async fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
         );
     }
 }
+
+/// The number just before `marker` in `text` (`"147 sent"` gives 147 for `" sent"`).
+fn count_before(text: &str, marker: &str) -> usize {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in {text}"));
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a count before {marker:?}"))
+}
+
+#[test]
+fn the_demo_prints_what_a_cs_lead_reads_and_writes_the_emails_where_it_says() {
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    let data_dir = dir.path().join("demo");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["demo", "--accounts", "300", "--data-dir"])
+        .arg(&data_dir)
+        .env_remove("RUST_LOG")
+        .env_remove("TOUCHPOINT_LINK_SECRET")
+        .output()
+        .expect("the demo runs");
+
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "touchpoint demo: a sandbox CRM with 300 generated accounts",
+        "Baseline cycle as of ",
+        "\nHealth bands:  GREEN ",
+        "\nBy measure:      green  yellow     red     n/a",
+        "\n  adoption ",
+        "\nBiggest movers:\n",
+        "\nWhere to look next:\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    for band in ["   YELLOW ", "   RED ", "   N/A "] {
+        assert!(text.contains(band), "{band:?} in {text}");
+    }
+    let scored = count_before(&text, " scored; ");
+    assert!(scored > 250, "most of the 300 accounts are live: {scored}");
+    assert_eq!(count_before(&text, " stored by the CRM"), scored, "{text}");
+    assert_eq!(
+        count_before(&text, " health scores written back by touchpoint"),
+        scored
+    );
+    let opened = count_before(&text, " opened, ");
+    assert!(text.contains("\nTasks: "), "{text}");
+    assert!(opened > 0, "the demo opens tasks: {text}");
+
+    let outbox = data_dir.join("outbox");
+    let sent = count_before(&text, " sent, 0 failed");
+    let said = format!(
+        "Survey emails: {sent} written as .eml files to {} (nothing was sent).",
+        outbox.display()
+    );
+    assert!(text.contains(&said), "{said:?} in {text}");
+    assert!(text.contains("\nSurveys: "), "{text}");
+    let files = std::fs::read_dir(&outbox)
+        .expect("the outbox folder exists")
+        .filter_map(Result::ok)
+        .filter(|f| f.path().extension().is_some_and(|e| e == "eml"))
+        .count();
+    assert!(sent > 0, "the demo sends surveys: {text}");
+    assert_eq!(files, sent, "one .eml file per email the summary counts");
+    assert!(data_dir.join("touchpoint.db").exists());
+}

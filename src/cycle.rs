@@ -21,7 +21,7 @@ use crate::pull::{self, Book, RowCounts};
 use crate::scoring::{self, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
-use crate::store::{Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
+use crate::store::{Earlier, Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
 use crate::surveys::{self, Delivery, SurveyReport, SurveyRun};
 use crate::tasks::{TaskReport, TaskRun};
 use crate::writeback::{self, HealthItem, WritebackReport};
@@ -60,7 +60,8 @@ impl Trend {
         }
     }
 
-    fn between(previous: Option<&StoredScore>, current: &StoredScore) -> Trend {
+    /// How `current` moved since `previous` (`None`: it is the first score).
+    pub fn between(previous: Option<&StoredScore>, current: &StoredScore) -> Trend {
         let Some(previous) = previous else {
             return Trend::New;
         };
@@ -88,6 +89,10 @@ pub struct ScoredAccount {
     pub red_since: Option<NaiveDate>,
     /// One line per measure: its colour and reason.
     pub reasons: Vec<String>,
+    /// A newer day's score is stored for this account (this cycle replays an older day): this
+    /// score joins the history only, is compared with the score before its day, is not
+    /// written back and opens no task.
+    pub superseded: bool,
     #[serde(skip)]
     written: Option<String>,
 }
@@ -106,7 +111,66 @@ impl ScoredAccount {
     }
 
     fn needs_write(&self) -> bool {
-        self.written.as_deref() != Some(self.current.fingerprint().as_str())
+        !self.superseded && self.written.as_deref() != Some(self.current.fingerprint().as_str())
+    }
+
+    /// The reason of the measure at `index` (in [`Measure::ALL`] order), without the
+    /// `<measure> <colour>: ` that starts its line in [`ScoredAccount::reasons`].
+    pub fn measure_reason(&self, index: usize) -> &str {
+        let Some(line) = self.reasons.get(index) else {
+            return "";
+        };
+        let prefix = Measure::ALL
+            .get(index)
+            .zip(self.current.measures.get(index))
+            .map(|(measure, colour)| format!("{} {colour}: ", measure.as_str()));
+        prefix
+            .and_then(|p| line.strip_prefix(p.as_str()))
+            .unwrap_or(line)
+    }
+}
+
+/// The stored scores a cycle compares with.
+#[derive(Debug, Default)]
+struct Previous {
+    /// Every account's latest score.
+    latest: HashMap<String, Latest>,
+    /// For accounts whose latest score is newer than this cycle's day, their history up to it.
+    earlier: HashMap<String, Earlier>,
+}
+
+impl Previous {
+    async fn read(store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Previous> {
+        let Some(store) = store else {
+            return Ok(Previous::default());
+        };
+        Ok(Previous {
+            latest: store.latest_scores().await?,
+            earlier: store.earlier_scores(now).await?,
+        })
+    }
+
+    /// Compares a new score with the one in force before it, and says whether it joins the
+    /// history. A replay of a day older than the latest score compares with the history
+    /// before that day, so the latest score and its trend stay the newest day's.
+    fn compare(
+        &self,
+        account: &Account,
+        card: &Scorecard,
+        now: DateTime<Utc>,
+    ) -> (ScoredAccount, bool) {
+        let Some(earlier) = self.earlier.get(account.id.as_str()) else {
+            let compared = compare(account, card, self.latest.get(account.id.as_str()), now);
+            let changed = compared.changed();
+            return (compared, changed);
+        };
+        let mut compared = compare(account, card, earlier.before.as_ref(), now);
+        compared.superseded = true;
+        let changed = match &earlier.same_instant {
+            Some(recorded) => recorded != &compared.current,
+            None => compared.changed(),
+        };
+        (compared, changed)
     }
 }
 
@@ -240,10 +304,7 @@ impl<S: Source> Cycle<'_, S> {
             duration_ms = step.elapsed().as_millis() as u64,
             "pulled the book"
         );
-        let previous = match self.store {
-            Some(store) => store.latest_scores().await?,
-            None => HashMap::new(),
-        };
+        let previous = Previous::read(self.store, now).await?;
         let mut report = self.empty_report(mode, run_id.clone(), now, &book);
 
         if let Some(reason) = self.refusal(&book).await? {
@@ -324,18 +385,11 @@ impl<S: Source> Cycle<'_, S> {
                 add_reason(&mut report, held.into());
             }
         }
-        if !report.held.is_empty() || !report.rejected.is_empty() {
+        let mut shortfalls = shortfalls(&report);
+        if !shortfalls.is_empty() {
             report.status = RunStatus::Partial;
-            let held = format!(
-                "{} record(s) rejected; {} account(s) held back because some of their records \
-                 were rejected",
-                report.rejected.len(),
-                report.held.len()
-            );
-            report.reason = Some(match report.reason.take() {
-                Some(other) => format!("{held}; {other}"),
-                None => held,
-            });
+            shortfalls.extend(report.reason.take());
+            report.reason = Some(shortfalls.join("; "));
         }
         self.finish(&report).await?;
         Ok(report)
@@ -522,7 +576,7 @@ impl<S: Source> Cycle<'_, S> {
         report: &mut CycleReport,
         book: &Book,
         now: DateTime<Utc>,
-        previous: &HashMap<String, Latest>,
+        previous: &Previous,
         outward: Mode,
     ) -> anyhow::Result<()> {
         let scoring = &self.settings.scoring;
@@ -584,7 +638,7 @@ impl<S: Source> Cycle<'_, S> {
         book: &Book,
         chunk: &[&Account],
         now: DateTime<Utc>,
-        previous: &HashMap<String, Latest>,
+        previous: &Previous,
         saver: &Option<Saver>,
         writer: &Option<HealthWriter>,
     ) -> anyhow::Result<(Vec<ScoreRow>, Vec<HealthItem>)> {
@@ -597,7 +651,7 @@ impl<S: Source> Cycle<'_, S> {
                 continue;
             };
             let card = scoring::score(facts, scoring, now);
-            let compared = compare(account, &card, previous.get(account.id.as_str()), now);
+            let (compared, changed) = previous.compare(account, &card, now);
             if compared.needs_write() {
                 report.writes_due += 1;
                 if writer.is_some() {
@@ -608,12 +662,13 @@ impl<S: Source> Cycle<'_, S> {
             if saver.is_some() {
                 rows.push(ScoreRow {
                     account_id: compared.account_id.clone(),
-                    scored: compared.current.clone(),
+                    scored: compared.current,
                     trend: compared.trend.as_str().to_owned(),
                     receipt: serde_json::to_string(&card.receipt)
                         .context("failed to serialise a receipt")?,
                     red_since: compared.red_since,
-                    changed: compared.changed(),
+                    changed,
+                    latest: !compared.superseded,
                 });
             }
             report.accounts.push(compared);
@@ -754,6 +809,7 @@ fn compare(
                 )
             })
             .collect(),
+        superseded: false,
         written: previous.and_then(|p| p.written.clone()),
     }
 }
@@ -764,6 +820,34 @@ fn stored(card: &Scorecard) -> StoredScore {
         band: card.band,
         measures: Measure::ALL.map(|m| *card.measures.get(m)),
     }
+}
+
+/// What a run that scored the book left undone: records rejected (and the accounts they held
+/// back), scores the CRM did not take. Any of them makes the run partial, with these reasons.
+fn shortfalls(report: &CycleReport) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !report.held.is_empty() || !report.rejected.is_empty() {
+        reasons.push(format!(
+            "{} record(s) rejected; {} account(s) held back because some of their records \
+             were rejected",
+            report.rejected.len(),
+            report.held.len()
+        ));
+    }
+    let Some(written) = &report.writeback else {
+        return reasons;
+    };
+    if !written.failed_batches.is_empty() || !written.refused.is_empty() {
+        let unwritten = written.attempted.saturating_sub(written.stored_count);
+        reasons.push(format!(
+            "{unwritten} of {} score(s) not written back: {} batch(es) failed after retries, \
+             {} item(s) refused by the CRM (they are sent again next cycle)",
+            written.attempted,
+            written.failed_batches.len(),
+            written.refused.len()
+        ));
+    }
+    reasons
 }
 
 fn tally(report: &mut CycleReport) {

@@ -9,6 +9,7 @@
 //! `TOUCHPOINT_LINK_SECRET` when it is set, else with a key made for this run.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 
-use crate::cli::{DemoArgs, Secrets, as_of_instant, cycle_with_secrets};
+use crate::cli::{DemoArgs, Secrets, as_of_instant, cycle_with_secrets, emit};
 use crate::cycle::Mode;
 use crate::sandbox::{self, SandboxOptions};
 use crate::settings::Settings;
@@ -47,13 +48,14 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
     let signer = LinkSigner::from_env().unwrap_or_else(|_| LinkSigner::random());
     let store = Store::open(&settings.store).await?;
 
-    println!(
-        "touchpoint demo: a sandbox CRM with {} generated accounts (seed {}) at {}",
+    emit(&format!(
+        "touchpoint demo: a sandbox CRM with {} generated accounts (seed {}) at {}\n\
+         store: {}\n\n",
         args.accounts,
         args.seed,
-        crm.base_url()
-    );
-    println!("store: {}\n", store_path.display());
+        crm.base_url(),
+        store_path.display()
+    ))?;
 
     let baseline_day = today - TimeDelta::days(BASELINE_DAYS_BACK);
     let secrets = |token: &SecretString| Secrets {
@@ -70,11 +72,11 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
         secrets(&token),
     )
     .await?;
-    println!(
-        "Baseline cycle as of {baseline_day}: {} accounts scored, status {}.\n",
+    emit(&format!(
+        "Baseline cycle as of {baseline_day}: {} accounts scored, status {}.\n\n",
         baseline.scored,
         baseline.status.as_str()
-    );
+    ))?;
 
     let report = cycle_with_secrets(
         &settings,
@@ -85,23 +87,27 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
         secrets(&token),
     )
     .await?;
-    print!("{}", super::cli::render_summary(&report));
-    println!(
+    let mut summary = super::cli::render_summary(&report);
+    let _ = writeln!(
+        summary,
         "\nThe sandbox CRM now holds {} health scores written back by touchpoint.",
         crm.health().len()
     );
-    let emails = count_emails(&outbox);
-    println!(
-        "Survey emails: {emails} written as .eml files to {} (nothing was sent).",
+    let _ = writeln!(
+        summary,
+        "Survey emails: {} written as .eml files to {} (nothing was sent).",
+        count_emails(&outbox),
         outbox.display()
     );
     if let Some(example) = report.accounts.iter().find(|a| a.turned_red) {
-        println!(
+        let _ = writeln!(
+            summary,
             "Explain a score: TOUCHPOINT__STORE__PATH={} touchpoint explain {}",
             store_path.display(),
             example.account_id
         );
     }
+    emit(&summary)?;
 
     crm.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::run(cli).await {
         Ok(code) => code,
+        // The reader of our output stopped early (`touchpoint plan | head -1`): it has what it
+        // wanted, so there is nothing to report.
+        Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("touchpoint: {error:#}");
             ExitCode::FAILURE

@@ -7,10 +7,12 @@
 //! grows with the number of accounts and contacts, not with the number of activities.
 //!
 //! Records are deduplicated by id (the same row on two pages counts once; the newest
-//! `updated_at` wins). A row that cannot be read is kept as a [`Rejected`] record and, when
-//! its account is known, holds that account back: its data is incomplete, and touchpoint never
-//! scores missing data as if it were empty. A list that cannot be read to its end fails the
-//! whole pull.
+//! `updated_at` wins). A row that cannot be read costs that row only: it is kept as a
+//! [`Rejected`] record with its reason and, when it names its account, holds that account
+//! back (its data is incomplete, and touchpoint never scores missing data as if it were
+//! empty). A row that names no account holds none back; the rest of the book is scored. A
+//! list that cannot be read to its end, or that sent rows none of which could be read (a
+//! renamed column, a bridge that changed its format), fails the whole pull.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -160,15 +162,14 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
         .into_iter()
         .chain(contact_rejects)
         .for_each(|r| book.reject(r));
-    note_failure(book, "owners", owners_read);
-    // An account row without a readable id loses only that account, which is then not scored
-    // at all, so it does not fail the list (the run is reported partial).
-    note_failure(book, "accounts", accounts_read);
-    note_failure(
-        book,
-        "contacts",
-        unattributed(book, "contacts", contacts_read),
-    );
+    let lists = [
+        ("owners", book.rows.owners, owners_read),
+        ("accounts", book.rows.accounts, accounts_read),
+        ("contacts", book.rows.contacts, contacts_read),
+    ];
+    for (dataset, read, result) in lists {
+        note_failure(book, dataset, unreadable(book, dataset, read, result));
+    }
     newest_by_id(&mut accounts, |a| (&a.id, a.updated_at));
     newest_by_id(&mut contacts, |c| (&c.id, c.updated_at));
     book.accounts = accounts
@@ -313,14 +314,14 @@ async fn read_evidence<S: Source>(
     book.rows.survey_responses = folded.rows.survey_responses;
     book.recent_nps = folded.recent_nps;
     folded.rejected.into_iter().for_each(|r| book.reject(r));
-    note_failure(
-        book,
-        "activities",
-        unattributed(book, "activities", activities_read),
-    );
-    note_failure(book, "usage", unattributed(book, "usage", usage_read));
-    let answers_read = unattributed(book, "survey_responses", answers_read);
-    note_failure(book, "survey_responses", answers_read);
+    let lists = [
+        ("activities", book.rows.activities, activities_read),
+        ("usage", book.rows.usage, usage_read),
+        ("survey_responses", book.rows.survey_responses, answers_read),
+    ];
+    for (dataset, read, result) in lists {
+        note_failure(book, dataset, unreadable(book, dataset, read, result));
+    }
 }
 
 /// Folds what touchpoint itself knows into a pulled book: answers collected through its own
@@ -353,26 +354,30 @@ pub fn fold_local(
     }
 }
 
-/// A rejected row that cannot be tied to an account could belong to any of them (a renamed
-/// column rejects every row this way), so no account's data in that list can be trusted: the
-/// list fails, rather than every account being scored as if it had no such rows.
-fn unattributed(
+/// A list that sent rows of which none could be read has the wrong shape (a renamed or
+/// missing column, a bridge that changed its format), not a few bad records: scoring without
+/// it would score every account as if it had no such rows, so it fails like a list that could
+/// not be read. A list with some good rows costs only its bad ones.
+fn unreadable(
     book: &Book,
     dataset: &str,
+    rows: u64,
     result: Result<(), SourceError>,
 ) -> Result<(), SourceError> {
     result?;
-    let mut orphans = book
-        .rejected
-        .iter()
-        .filter(|r| r.dataset == dataset && r.account_id.is_none());
-    let Some(first) = orphans.next() else {
+    let mut rejected = book.rejected.iter().filter(|r| r.dataset == dataset);
+    let Some(first) = rejected.next() else {
         return Ok(());
     };
+    let unread = 1 + rejected.count() as u64;
+    if unread < rows {
+        return Ok(());
+    }
     Err(SourceError::Malformed {
-        what: format!("{} {dataset} row(s)", 1 + orphans.count()),
+        what: format!("the {dataset} list"),
         reason: format!(
-            "they name no account, so the list cannot be trusted for any account (first: {})",
+            "none of its {rows} row(s) could be read, so it cannot be trusted for any account \
+             (first: {})",
             first.reason
         ),
     })

@@ -4,7 +4,8 @@
 //! file runs in WAL mode with a busy timeout so a reader (`explain`, a second instance) never
 //! blocks a cycle. Score writes are batched in transactions. History keeps a row only when an
 //! account's score, band or a measure changes, so it stays small however often cycles run,
-//! while `account_scores` always holds the latest receipt.
+//! while `account_scores` always holds the receipt of the newest day scored: a replay of an
+//! older day adds to the history and leaves the latest score alone.
 //!
 //! The SQL is kept portable (TEXT timestamps, `$n` parameters, `ON CONFLICT` upserts) so a
 //! PostgreSQL backend can follow without rewriting it.
@@ -42,7 +43,8 @@ pub enum RunStatus {
     Running,
     /// Every list was read and every account scored.
     Succeeded,
-    /// Some records were rejected and their accounts held back; the rest was done.
+    /// Some records were rejected (their accounts held back), or some scores did not reach
+    /// the CRM; the rest was done.
     Partial,
     /// A list could not be read (or came back incomplete): nothing was scored or written.
     Failed,
@@ -113,6 +115,20 @@ pub struct ScoreRow {
     pub red_since: Option<NaiveDate>,
     /// Whether this differs from the previous score (or is the first): it then joins the history.
     pub changed: bool,
+    /// Whether this becomes the account's latest score. A replay of a day older than the stored
+    /// latest score only adds to the history: the latest row stays what the newest day said.
+    pub latest: bool,
+}
+
+/// What the history says about an account whose latest score is newer than the day a replay
+/// scores: the score in force just before that day, and what an earlier replay of the very
+/// same instant recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// The last history row before the replayed instant, with the day it turned red.
+    pub before: Option<Latest>,
+    /// The last history row at the replayed instant itself.
+    pub same_instant: Option<StoredScore>,
 }
 
 /// A row of an account's history, for `explain`.
@@ -127,6 +143,10 @@ pub struct HistoryRow {
 /// Everything `explain` shows about one account.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explained {
+    /// Set when this is the score in force on a past day (`explain --as-of`) rather than the
+    /// latest one; `written_at` is then unknown and `history` ends with this score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_force_on: Option<NaiveDate>,
     pub account_id: String,
     pub run_id: String,
     pub as_of: String,
@@ -363,6 +383,43 @@ impl Store {
             .collect())
     }
 
+    /// For every account whose latest score is newer than `as_of`, what its history holds up
+    /// to `as_of` (see [`Earlier`]). A replay of an older day compares with these, never with
+    /// the newer latest score.
+    pub async fn earlier_scores(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> anyhow::Result<HashMap<String, Earlier>> {
+        let as_of = timestamp(as_of);
+        let rows = sqlx::query(
+            "SELECT s.account_id, h.as_of AS history_as_of, h.score, h.band, h.deployment,
+                    h.engagement, h.adoption, h.roi
+             FROM account_scores s
+             LEFT JOIN score_history h ON h.account_id = s.account_id AND h.as_of <= $1
+             WHERE s.as_of > $1
+             ORDER BY s.account_id, h.as_of, h.run_id",
+        )
+        .bind(&as_of)
+        .fetch_all(&self.pool)
+        .await
+        .context("failed to read the history before the replayed day")?;
+
+        let mut earlier: HashMap<String, Earlier> = HashMap::new();
+        for row in rows {
+            let entry = earlier.entry(row.get("account_id")).or_default();
+            let Some(at) = row.get::<Option<String>, _>("history_as_of") else {
+                continue;
+            };
+            let scored = stored_score(&row);
+            if at == as_of {
+                entry.same_instant = Some(scored);
+            } else {
+                entry.before = Some(next_in_history(entry.before.take(), scored, at));
+            }
+        }
+        Ok(earlier)
+    }
+
     /// Saves a cycle's scores: multi-row statements inside one transaction per chunk, so a
     /// book of 100,000 accounts costs a few thousand statements, not 200,000.
     pub async fn save_scores(
@@ -380,7 +437,10 @@ impl Store {
                 .await
                 .context("failed to start a transaction")?;
             for group in chunk.chunks(ROWS_PER_STATEMENT) {
-                upsert_latest(&mut tx, run_id, &as_of, config_version, group).await?;
+                let latest: Vec<&ScoreRow> = group.iter().filter(|r| r.latest).collect();
+                if !latest.is_empty() {
+                    upsert_latest(&mut tx, run_id, &as_of, config_version, &latest).await?;
+                }
                 let changed: Vec<&ScoreRow> = group.iter().filter(|r| r.changed).collect();
                 if !changed.is_empty() {
                     insert_history(&mut tx, run_id, &as_of, config_version, &changed).await?;
@@ -461,6 +521,7 @@ impl Store {
 
         let receipt: String = row.get("receipt");
         Ok(Some(Explained {
+            in_force_on: None,
             account_id: row.get("account_id"),
             run_id: row.get("run_id"),
             as_of: row.get("as_of"),
@@ -471,6 +532,79 @@ impl Store {
             written_at: row.get("written_at"),
             history,
         }))
+    }
+
+    /// The score of one account in force on `day`: its latest history row at or before the end
+    /// of that (UTC) day, with that row's receipt, and the history up to it. `None` when the
+    /// account had no score yet by then.
+    pub async fn explain_as_of(
+        &self,
+        account_id: &str,
+        day: NaiveDate,
+    ) -> anyhow::Result<Option<Explained>> {
+        let Some(next_day) = day.succ_opt() else {
+            anyhow::bail!("{day} is the last day the calendar knows");
+        };
+        let until = timestamp(next_day.and_time(chrono::NaiveTime::MIN).and_utc());
+        let rows = sqlx::query(
+            "SELECT run_id, as_of, score, band, deployment, engagement, adoption, roi, receipt,
+                    config_version
+             FROM score_history WHERE account_id = $1 AND as_of < $2 ORDER BY as_of, run_id",
+        )
+        .bind(account_id)
+        .bind(&until)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("failed to read the history of account {account_id}"))?;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+
+        let history: Vec<HistoryRow> = rows
+            .iter()
+            .map(|h| HistoryRow {
+                run_id: h.get("run_id"),
+                as_of: h.get("as_of"),
+                scored: stored_score(h),
+            })
+            .collect();
+        let before = history.len().checked_sub(2).map(|i| &history[i].scored);
+        let scored = stored_score(last);
+        let trend = crate::cycle::Trend::between(before, &scored);
+        let receipt: String = last.get("receipt");
+        Ok(Some(Explained {
+            in_force_on: Some(day),
+            account_id: account_id.to_owned(),
+            run_id: last.get("run_id"),
+            as_of: last.get("as_of"),
+            scored,
+            trend: trend.as_str().to_owned(),
+            config_version: last.get("config_version"),
+            receipt: serde_json::from_str(&receipt).context("a stored receipt is not JSON")?,
+            written_at: None,
+            history,
+        }))
+    }
+}
+
+/// The history row that follows `before`, with the day the band turned red carried along as
+/// the cycles do: set when it turns red after a score that was not, kept while it stays red.
+fn next_in_history(before: Option<Latest>, scored: StoredScore, as_of: String) -> Latest {
+    let red = Colour::Red;
+    let day = DateTime::parse_from_rfc3339(&as_of)
+        .ok()
+        .map(|at| at.with_timezone(&Utc).date_naive());
+    let red_since = match &before {
+        _ if scored.band != red => None,
+        Some(previous) if previous.scored.band == red => previous.red_since,
+        Some(_) => day,
+        None => None,
+    };
+    Latest {
+        scored,
+        as_of,
+        written: None,
+        red_since,
     }
 }
 
@@ -495,7 +629,7 @@ async fn upsert_latest(
     run_id: &str,
     as_of: &str,
     config_version: &str,
-    rows: &[ScoreRow],
+    rows: &[&ScoreRow],
 ) -> anyhow::Result<()> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment, \
@@ -524,7 +658,8 @@ async fn upsert_latest(
          deployment = excluded.deployment, engagement = excluded.engagement, \
          adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend, \
          receipt = excluded.receipt, config_version = excluded.config_version, \
-         red_since = excluded.red_since",
+         red_since = excluded.red_since \
+         WHERE excluded.as_of >= account_scores.as_of",
     );
     insert
         .build()

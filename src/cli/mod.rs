@@ -56,6 +56,10 @@ pub enum Command {
     Explain {
         /// The CRM id of the account.
         account_id: String,
+        /// Show the score in force on this UTC day (YYYY-MM-DD) instead of the latest: the
+        /// last one recorded by the end of that day, its receipt, and the history up to it.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -127,7 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => run_cycle(cli.config, args, Mode::Plan).await,
         Command::Run => run_daemon(cli.config).await,
         Command::Runs(args) => runs::print(load(cli.config)?, &args).await,
-        Command::Explain { account_id, output } => explain(cli.config, &account_id, output).await,
+        Command::Explain {
+            account_id,
+            as_of,
+            output,
+        } => explain(cli.config, &account_id, as_of, output).await,
         Command::ReleaseBreaker => release_breaker(cli.config).await,
         Command::Preview(args) => surveys::preview(load(cli.config)?, &args).await,
         Command::ServeAnswers => surveys::serve_answers(load(cli.config)?).await,
@@ -150,60 +158,61 @@ pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
     daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
-    println!("configuration is valid");
-    println!("  source: {}", describe_source(&settings));
-    println!("  store: {}", settings.store.path.display());
-    println!(
+    describe_config(&mut std::io::stdout().lock(), &settings).context(STDOUT)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `check-config` prints: what the configuration resolves to, and what it lacks.
+fn describe_config(out: &mut impl Write, settings: &Settings) -> std::io::Result<()> {
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    writeln!(out, "configuration is valid")?;
+    writeln!(out, "  source: {}", describe_source(settings))?;
+    writeln!(out, "  store: {}", settings.store.path.display())?;
+    writeln!(
+        out,
         "  scoring: model {} (config version {})",
         settings.scoring.model_version(),
         settings.scoring.version()
-    );
-    println!(
-        "  write-back: {}",
-        if settings.writeback.enabled {
-            "on"
-        } else {
-            "off"
-        }
-    );
-    println!(
+    )?;
+    writeln!(out, "  write-back: {}", on_off(settings.writeback.enabled))?;
+    writeln!(
+        out,
         "  surveys: {}; mail backend: {}; answer links at {}",
-        if settings.surveys.enabled {
-            "on"
-        } else {
-            "off"
-        },
+        on_off(settings.surveys.enabled),
         match &settings.mail.backend {
             crate::mail::Backend::File { dir } => format!(".eml files in {}", dir.display()),
             crate::mail::Backend::Smtp(smtp) => format!("SMTP {}:{}", smtp.host, smtp.port),
         },
         settings.web.base_url
-    );
+    )?;
     if settings.surveys.enabled && LinkSigner::from_env().is_err() {
-        println!(
+        writeln!(
+            out,
             "  warning: {} is not set (or too short); cycle needs it to send surveys",
             crate::surveys::token::SECRET_VARIABLE
-        );
+        )?;
     }
-    describe_daemon(&settings);
+    describe_daemon(out, settings)?;
     if settings.source.kind == SourceKind::Rest && Settings::source_token().is_err() {
-        println!(
+        writeln!(
+            out,
             "  warning: {} is not set; cycle and plan need it",
             crate::settings::TOKEN_VARIABLE
-        );
+        )?;
     }
-    Ok(ExitCode::SUCCESS)
+    out.flush()
 }
 
 /// Prints what `touchpoint run` would schedule and serve.
-fn describe_daemon(settings: &Settings) {
+fn describe_daemon(out: &mut impl Write, settings: &Settings) -> std::io::Result<()> {
     let daemon = &settings.daemon;
-    println!(
+    writeln!(
+        out,
         "  daemon: schedules in {}, HTTP on {}, lease {} s",
         daemon.timezone,
         settings.http.listen,
         daemon.lease_ttl.as_secs()
-    );
+    )?;
     for (name, job) in &daemon.jobs {
         let next = job
             .schedule
@@ -214,11 +223,13 @@ fn describe_daemon(settings: &Settings) {
         } else {
             "off; would run at"
         };
-        println!(
+        writeln!(
+            out,
             "    {name}: \"{}\", {state} {next}",
             job.schedule.expression()
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn describe_source(settings: &Settings) -> String {
@@ -261,9 +272,22 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
 
     match args.output {
         Output::Json => write_json(&report)?,
-        Output::Text => print!("{}", report::render(&report, report::Detail::EveryChange)),
+        Output::Text => emit(&report::render(&report, report::Detail::EveryChange))?,
     }
     Ok(exit_code(&report))
+}
+
+/// What a failed write to standard output says.
+const STDOUT: &str = "failed to write to standard output";
+
+/// Writes `text` to standard output through its lock. A reader that stopped reading early
+/// (`touchpoint plan | head -1`) comes back as an error caused by `BrokenPipe`, which `main`
+/// takes as a quiet exit, where `print!` would panic.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context(STDOUT)
 }
 
 /// Streams a report to stdout as JSON: a whole book's report is large, and building it as one
@@ -273,6 +297,20 @@ fn write_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value).context("failed to write the JSON report")?;
     writeln!(out).context("failed to write the JSON report")?;
     out.flush().context("failed to write the JSON report")
+}
+
+/// Whether `error` comes from standard output's reader going away, anywhere in its chain
+/// (including inside a JSON writer's error).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        let json = cause
+            .downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind);
+        io.or(json) == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Builds the configured source and runs one cycle against it.
@@ -385,6 +423,7 @@ fn exit_code(report: &CycleReport) -> ExitCode {
 async fn explain(
     config: Option<PathBuf>,
     account_id: &str,
+    as_of: Option<NaiveDate>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
@@ -394,14 +433,20 @@ async fn explain(
             settings.store.path.display()
         );
     };
-    let Some(explained) = store.explain(account_id).await? else {
+    let explained = match as_of {
+        Some(day) => store.explain_as_of(account_id, day).await?,
+        None => store.explain(account_id).await?,
+    };
+    let Some(explained) = explained else {
+        let when = as_of.map_or(String::new(), |day| format!(" by the end of {day}"));
         anyhow::bail!(
-            "account {account_id} has no score yet: is the id right, and has a cycle run?"
+            "account {account_id} has no score{when}: is the id right, and has a cycle scored \
+             it (`touchpoint runs` lists the runs)?"
         );
     };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
-        Output::Text => print!("{}", report::render_explained(&explained)?),
+        Output::Json => write_json(&explained)?,
+        Output::Text => emit(&report::render_explained(&explained)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -418,12 +463,12 @@ async fn release_breaker(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let store = Store::open(&settings.store).await?;
     let was = store.flag(crate::tasks::BREAKER_FLAG).await?;
     if store.clear_flag(crate::tasks::BREAKER_FLAG).await? {
-        println!(
-            "released the mass-change breaker ({}); the next cycle opens the held tasks",
+        emit(&format!(
+            "released the mass-change breaker ({}); the next cycle opens the held tasks\n",
             was.unwrap_or_default()
-        );
+        ))?;
     } else {
-        println!("the mass-change breaker was not tripped; nothing to release");
+        emit("the mass-change breaker was not tripped; nothing to release\n")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -503,7 +503,8 @@ fn next_steps(out: &mut String, report: &CycleReport) {
     );
 }
 
-/// Renders `explain`: the latest receipt, then the history of changes.
+/// Renders `explain`: the receipt (of the latest score, or of the one in force on the day
+/// asked for), then the history of changes up to it.
 pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
     let receipt: Receipt = serde_json::from_value(explained.receipt.clone())?;
     let mut out = String::new();
@@ -516,12 +517,22 @@ pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
         explained.as_of,
         explained.run_id
     );
-    let written = explained.written_at.as_deref().unwrap_or("not yet");
-    let _ = writeln!(out, "Written to the CRM: {written}\n");
+    match explained.in_force_on {
+        Some(day) => {
+            let _ = writeln!(out, "The score in force on {day} (the latest may differ)\n");
+        }
+        None => {
+            let written = explained.written_at.as_deref().unwrap_or("not yet");
+            let _ = writeln!(out, "Written to the CRM: {written}\n");
+        }
+    }
     out.push_str(&receipt.render_text());
+    let until = explained
+        .in_force_on
+        .map_or(String::new(), |day| format!(" up to {day}"));
     let _ = writeln!(
         out,
-        "\nHistory (a row each time the score, band or a measure changed):"
+        "\nHistory{until} (a row each time the score, band or a measure changed):"
     );
     let _ = writeln!(
         out,

@@ -25,8 +25,8 @@ pub async fn print(settings: Settings, args: &RunsArgs) -> anyhow::Result<ExitCo
     }
     let runs = store.recent_runs(args.last).await?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
-        Output::Text => print!("{}", table(&runs)),
+        Output::Json => super::write_json(&runs)?,
+        Output::Text => super::emit(&table(&runs))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -37,11 +37,8 @@ async fn print_one(store: &Store, run_id: &str, output: Output) -> anyhow::Resul
     };
     let rejected = store.run_rejections(run_id).await?;
     match output {
-        Output::Json => {
-            let body = json!({ "run": run, "rejected": rejected });
-            println!("{}", serde_json::to_string_pretty(&body)?);
-        }
-        Output::Text => print!("{}", detail(&run, &rejected)),
+        Output::Json => super::write_json(&json!({ "run": run, "rejected": rejected }))?,
+        Output::Text => super::emit(&detail(&run, &rejected))?,
     }
     Ok(ExitCode::SUCCESS)
 }

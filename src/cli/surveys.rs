@@ -1,5 +1,6 @@
 //! The survey commands: `preview`, `serve-answers` and `outbox`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -76,7 +77,7 @@ pub async fn preview(settings: Settings, args: &PreviewArgs) -> anyhow::Result<E
     let email = preview_email(survey, &account, &contact, &settings)?;
     let outgoing = compose(&settings, &signer, &email, Utc::now())?;
     let message = mail::build(&settings.mail, &outgoing)?;
-    print!("{}", String::from_utf8_lossy(&message.formatted()));
+    super::emit(&String::from_utf8_lossy(&message.formatted()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,10 +164,10 @@ pub async fn serve_answers(settings: Settings) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(settings.web.bind)
         .await
         .with_context(|| format!("failed to listen on {}", settings.web.bind))?;
-    println!(
-        "answer pages on http://{} (links say {}); Ctrl-C stops",
+    super::emit(&format!(
+        "answer pages on http://{} (links say {}); Ctrl-C stops\n",
         settings.web.bind, settings.web.base_url
-    );
+    ))?;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -184,7 +185,7 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
             ResolutionArg::Skipped => Resolution::Skipped,
         };
         if store.resolve(key, resolution).await? {
-            println!("settled {key}");
+            super::emit(&format!("settled {key}\n"))?;
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("{key} is not in the sending state; nothing changed");
@@ -196,11 +197,14 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
         None => Vec::new(),
     };
     let Some(store) = Store::open_read_only(&settings.store).await? else {
-        println!("there is no store yet: no survey email was recorded");
+        super::emit("there is no store yet: no survey email was recorded\n")?;
         return Ok(ExitCode::SUCCESS);
     };
-    for row in store.outbox(&states).await? {
-        println!(
+    let rows = store.outbox(&states).await?;
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        writeln!(
+            out,
             "{:<17} {} {} {} (attempts {}){}{}",
             row.state,
             row.key,
@@ -215,7 +219,9 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
             row.last_error
                 .as_deref()
                 .map_or(String::new(), |e| format!("; {e}")),
-        );
+        )
+        .context(super::STDOUT)?;
     }
+    out.flush().context(super::STDOUT)?;
     Ok(ExitCode::SUCCESS)
 }

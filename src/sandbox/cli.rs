@@ -60,6 +60,12 @@ pub struct SandboxArgs {
     /// Accept /v1/ requests and never answer them.
     #[arg(long)]
     pub hang: bool,
+    /// Share of /v1/ writes (PUT) answered with a 5xx (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub write_error_share: f64,
+    /// Share of PUT /v1/health items refused with a 422 (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub refuse_health_share: f64,
 }
 
 impl SandboxArgs {
@@ -78,6 +84,8 @@ impl SandboxArgs {
                 malformed_share: self.malformed_share,
                 repeat_cursor_on_page: self.repeat_cursor_on_page,
                 hang: self.hang,
+                write_error_share: self.write_error_share,
+                refuse_health_share: self.refuse_health_share,
             },
         }
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,12 @@ use super::state::App;
 ///   broken on every read.
 /// - `repeat_cursor_on_page = K`: page K of any listing (K ≥ 2; smaller values mean 2) answers
 ///   with the very `next_cursor` it was called with, so a client that does not notice loops.
+/// - `write_error_share = p`: like `error_share`, for writes (`PUT`) only, numbered by a
+///   counter of their own: write n gets a 5xx when `floor(n·p) > floor((n-1)·p)`, so
+///   `1.0` fails every write and reads are untouched.
+/// - `refuse_health_share = p`: about a share p of the items of `PUT /v1/health` are answered
+///   `422` (invalid item) while the others are stored. Which accounts is decided by a hash of
+///   the account id, so the same account is refused every time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -56,6 +62,10 @@ pub struct Faults {
     pub repeat_cursor_on_page: Option<u32>,
     /// Accept `/v1/` requests and never answer them.
     pub hang: bool,
+    /// Share of `/v1/` writes (`PUT`) answered with a 5xx, 0.0 to 1.0.
+    pub write_error_share: f64,
+    /// Share of health items refused with a 422, 0.0 to 1.0.
+    pub refuse_health_share: f64,
 }
 
 impl Faults {
@@ -64,6 +74,8 @@ impl Faults {
         for (name, share) in [
             ("error_share", self.error_share),
             ("malformed_share", self.malformed_share),
+            ("write_error_share", self.write_error_share),
+            ("refuse_health_share", self.refuse_health_share),
         ] {
             if !(0.0..=1.0).contains(&share) {
                 return Err(format!("{name} must be between 0 and 1, not {share}"));
@@ -77,8 +89,19 @@ impl Faults {
 
     /// Whether request number `n` (from 1) falls in the error share.
     fn errs(&self, n: u64) -> bool {
-        let share = self.error_share.clamp(0.0, 1.0);
-        (n as f64 * share).floor() > ((n - 1) as f64 * share).floor()
+        evenly_picked(self.error_share, n)
+    }
+
+    /// Whether write number `n` (from 1) falls in the write error share.
+    fn write_errs(&self, n: u64) -> bool {
+        evenly_picked(self.write_error_share, n)
+    }
+
+    /// Whether the health item of this account is refused.
+    pub fn refuses_health(&self, account_id: &str) -> bool {
+        self.refuse_health_share > 0.0
+            && hash::unit(hash::hash_text(&format!("health\u{0}{account_id}")))
+                < self.refuse_health_share
     }
 
     fn rate_limits(&self, n: u64) -> bool {
@@ -99,6 +122,13 @@ impl Faults {
     pub fn repeating_page(&self) -> Option<u32> {
         self.repeat_cursor_on_page.map(|page| page.max(2))
     }
+}
+
+/// Whether number `n` (from 1) of a sequence falls in `share`, spread evenly: exactly a share
+/// of any run of numbers from 1.
+fn evenly_picked(share: f64, n: u64) -> bool {
+    let share = share.clamp(0.0, 1.0);
+    (n as f64 * share).floor() > ((n - 1) as f64 * share).floor()
 }
 
 /// Breaks one row the way real bridges do, keeping it a JSON object.
@@ -144,6 +174,12 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
     }
     if faults.errs(n) {
         return server_error(n, faults.error_share);
+    }
+    if request.method() == Method::PUT {
+        let write = app.write_counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if faults.write_errs(write) {
+            return server_error(write, faults.write_error_share);
+        }
     }
     next.run(request).await
 }
@@ -198,6 +234,33 @@ mod tests {
             assert!(row.is_object());
             assert_ne!(row, before);
         }
+    }
+
+    #[test]
+    fn a_write_error_share_of_one_fails_every_write() {
+        let faults = Faults {
+            write_error_share: 1.0,
+            ..Faults::default()
+        };
+        assert!((1..=20).all(|n| faults.write_errs(n)));
+        assert!((1..=20).all(|n| !faults.errs(n)), "reads are untouched");
+    }
+
+    #[test]
+    fn refused_health_items_are_a_stable_share_of_accounts() {
+        let faults = Faults {
+            refuse_health_share: 0.2,
+            ..Faults::default()
+        };
+        let accounts: Vec<String> = (0..1000).map(|n| format!("A-{n:06}")).collect();
+        let refused = accounts.iter().filter(|a| faults.refuses_health(a)).count();
+        assert!((150..250).contains(&refused), "{refused} of 1000");
+        assert!(
+            accounts
+                .iter()
+                .all(|a| faults.refuses_health(a) == faults.refuses_health(a))
+        );
+        assert!(!Faults::default().refuses_health("A-000001"));
     }
 
     #[test]

@@ -175,6 +175,8 @@ fn clamped(mut faults: Faults) -> Faults {
         warn!(problem, "sandbox faults out of range; clamping them");
         faults.error_share = faults.error_share.clamp(0.0, 1.0);
         faults.malformed_share = faults.malformed_share.clamp(0.0, 1.0);
+        faults.write_error_share = faults.write_error_share.clamp(0.0, 1.0);
+        faults.refuse_health_share = faults.refuse_health_share.clamp(0.0, 1.0);
         faults.rate_limit_every = faults.rate_limit_every.filter(|every| *every > 0);
     }
     faults

@@ -56,6 +56,8 @@ pub struct App {
     faults: RwLock<Faults>,
     /// Numbers `/v1/` requests for the faults; restarts when the faults are set.
     pub fault_counter: AtomicU64,
+    /// Numbers `/v1/` writes for the write faults; restarts when the faults are set.
+    pub write_counter: AtomicU64,
     pub writes: Mutex<Vec<RecordedWrite>>,
     /// The latest health item per account id.
     pub health: Mutex<HashMap<String, Value>>,
@@ -73,6 +75,7 @@ impl App {
             cursors: Cursors::new(secret),
             faults: RwLock::new(faults),
             fault_counter: AtomicU64::new(0),
+            write_counter: AtomicU64::new(0),
             writes: Mutex::default(),
             health: Mutex::default(),
             tasks: Mutex::default(),
@@ -89,10 +92,12 @@ impl App {
             .clone()
     }
 
-    /// Replaces the faults and restarts the request numbering they count with.
+    /// Replaces the faults and restarts the request and write numberings they count with.
     pub fn set_faults(&self, faults: Faults) {
         *self.faults.write().unwrap_or_else(PoisonError::into_inner) = faults;
         self.fault_counter
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        self.write_counter
             .store(0, std::sync::atomic::Ordering::SeqCst);
     }
 

@@ -51,10 +51,14 @@ pub async fn put_health(State(app): State<Arc<App>>, bytes: Bytes) -> Result<Res
 fn store_health(app: &App, item: &Value) -> Value {
     let account_id = item.get("account_id").and_then(Value::as_str);
     let outcome = check_health(item).and_then(|account| {
-        if app.book.has_account(account) {
-            Ok(account)
-        } else {
+        if !app.book.has_account(account) {
             Err(Problem::not_found(format!("no account {account:?}")))
+        } else if app.faults().refuses_health(account) {
+            Err(Problem::validation(
+                "refused on purpose (refuse_health_share)",
+            ))
+        } else {
+            Ok(account)
         }
     });
     match outcome {

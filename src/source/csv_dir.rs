@@ -199,7 +199,8 @@ fn saturate(value: u64) -> u32 {
 /// `days_active` counts the distinct dates with events, `event_count` sums the events and
 /// `active_users` is the largest daily value; rows for the same (account, feature, date) are
 /// first summed into one day. Only pairs with at least one row in the window appear, ordered by
-/// (account_id, feature). `features`, when given, keeps only those feature names. Rows that
+/// (account_id, feature). `features`, when given, keeps only those features, matched as
+/// scoring matches them (trimmed, case ignored) and named as the list spells them. Rows that
 /// cannot be read are returned beside the result, one [`Rejected`] each.
 pub fn aggregate_usage(
     dir: &Path,
@@ -210,15 +211,14 @@ pub fn aggregate_usage(
     let window_start = window_end
         .checked_sub_days(Days::new(u64::from(window_days)))
         .with_context(|| format!("a window of {window_days} days before {window_end}"))?;
-    let wanted = |feature: &str| features.is_none_or(|list| list.iter().any(|f| f == feature));
 
     let mut pairs: BTreeMap<(AccountId, String), DayTotals> = BTreeMap::new();
     let mut rejected = Vec::new();
     for row in read_rows::<UsageDay>(dir, "usage")? {
         match row {
             Ok(day) if day.date >= window_start && day.date < window_end => {
-                if wanted(&day.feature) {
-                    let key = (day.account_id.clone(), day.feature.clone());
+                if let Some(feature) = wanted_name(features, &day.feature) {
+                    let key = (day.account_id.clone(), feature);
                     pairs.entry(key).or_default().add(&day);
                 }
             }
@@ -232,6 +232,19 @@ pub fn aggregate_usage(
         .map(|((account_id, feature), totals)| totals.into_row(account_id, feature))
         .collect();
     Ok((rows, rejected))
+}
+
+/// The name a usage row is kept under, if it is kept: with a list of features, the list's
+/// spelling of the one it names, matched the way scoring matches key features (trimmed, case
+/// ignored), so `Dashboards` and `dashboards` are one feature; without a list, its own name.
+fn wanted_name(features: Option<&[String]>, feature: &str) -> Option<String> {
+    let Some(list) = features else {
+        return Some(feature.to_owned());
+    };
+    let feature = feature.trim();
+    list.iter()
+        .find(|name| name.trim().eq_ignore_ascii_case(feature))
+        .cloned()
 }
 
 #[cfg(test)]
@@ -368,5 +381,32 @@ A-0,alerts,2025-01-01,2,1
             .expect("usage.csv aggregates");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].feature, "reports");
+    }
+
+    #[test]
+    fn a_feature_filter_ignores_case_and_spaces_as_scoring_does() {
+        let usage = "\
+account_id,feature,date,event_count,active_users
+A-1,Dashboards,2024-12-02,3,1
+A-1,\" DASHBOARDS\",2024-12-03,2,1
+A-1,dashboards,2024-12-04,1,1
+A-1,Alerts,2024-12-05,1,1
+";
+        let dir = book(&[("usage.csv", usage)]);
+        let only = vec!["dashboards".to_owned()];
+
+        let (rows, rejected) = aggregate_usage(dir.path(), date("2025-01-01"), 31, Some(&only))
+            .expect("usage.csv aggregates");
+
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let summary: Vec<_> = rows
+            .iter()
+            .map(|row| (row.feature.as_str(), row.days_active, row.event_count))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![("dashboards", 3, 6)],
+            "one feature, three days"
+        );
     }
 }

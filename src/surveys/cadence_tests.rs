@@ -165,7 +165,7 @@ fn the_latest_goal_wave_is_found_from_the_ocd() {
 
 #[test]
 fn the_grace_period_is_half_open() {
-    let world = World::new(
+    let mut world = World::new(
         vec![account("A-1", "2024-08-31")],
         vec![contact(
             "C-1",
@@ -174,6 +174,7 @@ fn the_grace_period_is_half_open() {
             Persona::ExecutiveSponsor,
         )],
     );
+    world.history.surveys_since = Some(at("2025-01-01T00:00:00Z"));
     let s = settings();
     // Due 2025-02-28 with 14 days' grace: from then until just before 2025-03-14.
     assert!(goal_keys(&world.plan("2025-02-27T23:59:59Z", &s)).is_empty());
@@ -183,6 +184,60 @@ fn the_grace_period_is_half_open() {
     assert!(goal_keys(&late).is_empty());
     let skipped: Vec<&str> = late.skipped.iter().map(|(e, _)| e.wave.as_str()).collect();
     assert!(skipped.contains(&"6m"), "{:?}", late.skipped);
+}
+
+#[test]
+fn a_wave_that_closed_before_surveying_began_is_not_missed() {
+    let mut world = World::new(
+        vec![account("A-1", "2024-08-31")],
+        vec![contact(
+            "C-1",
+            "A-1",
+            "zoe@example.com",
+            Persona::ExecutiveSponsor,
+        )],
+    );
+    let s = settings();
+    // The 6m wave (due 2025-02-28) closed on 2025-03-14, before the first survey run.
+    let first_run = world.plan("2025-04-01T10:00:00Z", &s);
+    assert!(first_run.skipped.is_empty(), "{:?}", first_run.skipped);
+    assert!(first_run.before_start >= 1, "counted, not recorded");
+
+    // Surveying began on 2025-03-10, before it closed: touchpoint missed it.
+    world.history.surveys_since = Some(at("2025-03-10T00:00:00Z"));
+    let later = world.plan("2025-04-01T10:00:00Z", &s);
+    let skipped: Vec<&str> = later.skipped.iter().map(|(e, _)| e.wave.as_str()).collect();
+    assert_eq!(skipped, ["6m"]);
+}
+
+#[test]
+fn emails_deferred_by_an_earlier_budget_go_first() {
+    // Three goal waves due on 2025-03-25 (six months after 25 September), one email a cycle.
+    let ids = ["A-1", "A-2", "A-3"];
+    let accounts = ids.iter().map(|id| account(id, "2024-09-25")).collect();
+    let contacts = ids
+        .iter()
+        .map(|id| {
+            let address = format!("sponsor@{}.example.com", id.to_lowercase());
+            contact(&format!("C{id}"), id, &address, Persona::ExecutiveSponsor)
+        })
+        .collect();
+    let mut world = World::new(accounts, contacts);
+    let mut s = settings();
+    s.max_per_cycle = 1;
+    let now = "2025-03-31T10:00:00Z";
+    let first = world.plan(now, &s);
+    assert_eq!(first.send.len(), 1, "{first:?}");
+    let last = first.deferred.last().expect("over the budget").key.clone();
+    let deferred = Known {
+        state: State::Deferred,
+        next_attempt_at: None,
+    };
+    world.history.rows.insert(last.clone(), deferred);
+
+    let second = world.plan(now, &s);
+
+    assert_eq!(second.send[0].key, last, "the deferred email goes first");
 }
 
 #[test]

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cycle::ScoredAccount;
 use crate::model::{AccountId, Owner, OwnerId, SurveyResponse};
+use crate::scoring::Measure;
 use crate::source::{RestClient, SourceError};
 use crate::store::Store;
 pub use ledger::{BREAKER_FLAG, LedgerTask};
-pub use rules::{Decision, Evidence, History, Reason, TaskDraft, Trigger};
+pub use rules::{Decision, Evidence, History, MeasureMove, Reason, TaskDraft, Trigger};
 pub use settings::{Priority, RawTaskSettings, TaskSettings};
 
 /// The mass-change breaker's state in a cycle.
@@ -175,7 +176,10 @@ impl TaskRun<'_> {
 
     /// Trips the breaker when too many accounts turned red at once; reads it otherwise.
     async fn breaker(&self, accounts: &[ScoredAccount], acting: bool) -> anyhow::Result<Breaker> {
-        let turned_red = accounts.iter().filter(|a| a.turned_red).count();
+        let turned_red = accounts
+            .iter()
+            .filter(|a| a.turned_red && !a.superseded)
+            .count();
         let by_share = (accounts.len() as f64 * self.settings.breaker_share).floor() as usize;
         let limit = by_share.max(self.settings.breaker_min_accounts);
         let tripped_now = turned_red > limit;
@@ -216,14 +220,14 @@ impl TaskRun<'_> {
         };
         let mut triggers: Vec<Trigger> = accounts.iter().filter_map(red_trigger).collect();
         for answer in answers {
-            let id = format!("answer:{}", answer.id);
-            if decided.contains(&id) {
-                continue;
-            }
             let Some((name, owner)) = names.get(&answer.account_id) else {
                 continue;
             };
-            triggers.extend(self.answer_trigger(answer, id, name, owner.clone()));
+            let fresh = self
+                .answer_triggers(answer, name, owner.clone())
+                .into_iter()
+                .filter(|trigger| !decided.contains(&trigger.id));
+            triggers.extend(fresh);
         }
         for trigger in &mut triggers {
             if let Some((name, owner)) = names.get(&trigger.account_id) {
@@ -234,36 +238,53 @@ impl TaskRun<'_> {
         Ok(triggers)
     }
 
-    fn answer_trigger(
+    /// The triggers one NPS answer fires: a detractor's risk task, and a review request for a
+    /// promoter, or for every respondent (detractors included) when
+    /// `tasks.promoter.all_respondents` is on, since review sites forbid asking only happy
+    /// customers. A detractor's review request has a trigger of its own, so each is decided
+    /// once.
+    fn answer_triggers(
         &self,
         answer: &SurveyResponse,
-        id: String,
         name: &str,
         owner_id: Option<OwnerId>,
-    ) -> Option<Trigger> {
-        let score = answer.score?;
-        let reason = if score <= self.settings.detractor_max_score {
-            Reason::Detractor
-        } else if score >= self.settings.promoter_min_score || self.settings.review_all_respondents
-        {
-            Reason::Promoter
-        } else {
-            return None;
+    ) -> Vec<Trigger> {
+        let Some(score) = answer.score else {
+            return Vec::new();
         };
-        Some(Trigger {
-            account_id: answer.account_id.clone(),
-            account_name: name.to_owned(),
-            owner_id,
-            reason,
-            id,
-            evidence: Evidence::Answer {
-                response_id: answer.id.to_string(),
-                contact_id: answer.contact_id.as_ref().map(ToString::to_string),
-                score,
-                comment: answer.comment.clone(),
-                submitted_at: answer.submitted_at,
-            },
-        })
+        let detractor = score <= self.settings.detractor_max_score;
+        let reviewed =
+            score >= self.settings.promoter_min_score || self.settings.review_all_respondents;
+        let id = format!("answer:{}", answer.id);
+        let mut fired = Vec::new();
+        if detractor {
+            fired.push((Reason::Detractor, id.clone()));
+        }
+        if reviewed {
+            let review_id = if detractor {
+                format!("{id}:review")
+            } else {
+                id
+            };
+            fired.push((Reason::Promoter, review_id));
+        }
+        fired
+            .into_iter()
+            .map(|(reason, id)| Trigger {
+                account_id: answer.account_id.clone(),
+                account_name: name.to_owned(),
+                owner_id: owner_id.clone(),
+                reason,
+                id,
+                evidence: Evidence::Answer {
+                    response_id: answer.id.to_string(),
+                    contact_id: answer.contact_id.as_ref().map(ToString::to_string),
+                    score,
+                    comment: answer.comment.clone(),
+                    submitted_at: answer.submitted_at,
+                },
+            })
+            .collect()
     }
 
     async fn decide(&self, triggers: &[Trigger], breaker: bool) -> anyhow::Result<Vec<Decision>> {
@@ -351,8 +372,12 @@ pub async fn reconcile(
     run.try_reconcile(crm, store).await
 }
 
-/// A red account with a known day it turned red deserves a risk task.
+/// A red account with a known day it turned red deserves a risk task, unless a newer day's
+/// score is already stored (a replay of the past): what is in force now decides.
 fn red_trigger(account: &ScoredAccount) -> Option<Trigger> {
+    if account.superseded {
+        return None;
+    }
     let red_since = account.red_since?;
     let id = AccountId::parse(&account.account_id).ok()?;
     Some(Trigger {
@@ -369,8 +394,27 @@ fn red_trigger(account: &ScoredAccount) -> Option<Trigger> {
                 format!("{score} {}", p.band)
             }),
             reasons: account.reasons.clone(),
+            moved: account.turned_red.then(|| moved_measures(account)),
         },
     })
+}
+
+/// The measures whose colour differs from the previous score, with their reasons now.
+fn moved_measures(account: &ScoredAccount) -> Vec<MeasureMove> {
+    let Some(before) = &account.previous else {
+        return Vec::new();
+    };
+    Measure::ALL
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| before.measures[*i] != account.current.measures[*i])
+        .map(|(i, measure)| MeasureMove {
+            measure: measure.as_str().to_owned(),
+            before: before.measures[i].to_string(),
+            now: account.current.measures[i].to_string(),
+            reason: account.measure_reason(i).to_owned(),
+        })
+        .collect()
 }
 
 fn sort_decisions(report: &mut TaskReport, decisions: Vec<Decision>) {
@@ -427,5 +471,48 @@ fn json_id(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::ExitCode;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{self, Cli};
+    use crate::settings::Settings;
+
+    #[tokio::test]
+    async fn release_breaker_on_the_command_line_clears_the_breaker() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let config = dir.path().join("touchpoint.toml");
+        let store_path = dir.path().join("touchpoint.db").display().to_string();
+        std::fs::write(&config, format!("[store]\npath = {store_path:?}\n")).expect("written");
+        let settings = Settings::load(Some(&config)).expect("the configuration loads");
+        let store = Store::open(&settings.store).await.expect("the store opens");
+        store
+            .set_flag(BREAKER_FLAG, "40 accounts turned red as of 2025-06-02")
+            .await
+            .expect("tripped");
+        let config = config.display().to_string();
+        let release = || {
+            Cli::try_parse_from(["touchpoint", "release-breaker", "--config", config.as_str()])
+                .expect("the command line parses")
+        };
+
+        let released = cli::run(release()).await.expect("release-breaker runs");
+        let again = cli::run(release())
+            .await
+            .expect("release-breaker runs again");
+
+        assert_eq!(released, ExitCode::SUCCESS);
+        assert_eq!(store.flag(BREAKER_FLAG).await.expect("read"), None);
+        assert_eq!(
+            again,
+            ExitCode::SUCCESS,
+            "nothing to release is not an error"
+        );
     }
 }

@@ -66,7 +66,21 @@ pub enum Evidence {
         score: Option<u8>,
         previous: Option<String>,
         reasons: Vec<String>,
+        /// The measures whose colour changed when the band turned red, when it turned red in
+        /// this cycle; `None` when it was already red at the previous score (the task was held
+        /// or cooled down meanwhile), so what moved then is in the history, not here.
+        moved: Option<Vec<MeasureMove>>,
     },
+}
+
+/// A measure whose colour changed between two scores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeasureMove {
+    pub measure: String,
+    pub before: String,
+    pub now: String,
+    /// The measure's reason now, with the inputs it names.
+    pub reason: String,
 }
 
 /// Something that may deserve a task.
@@ -76,7 +90,8 @@ pub struct Trigger {
     pub account_name: String,
     pub owner_id: Option<OwnerId>,
     pub reason: Reason,
-    /// Stable across cycles: `answer:<response id>` or `red:<account>:<date it turned red>`.
+    /// Stable across cycles: `answer:<response id>` (`answer:<response id>:review` for the
+    /// review request a detractor also gets) or `red:<account>:<date it turned red>`.
     pub id: String,
     pub evidence: Evidence,
 }
@@ -343,7 +358,14 @@ fn body(trigger: &Trigger) -> String {
             score,
             previous,
             reasons,
-        } => red_body(*red_since, *score, previous.as_deref(), reasons),
+            moved,
+        } => red_body(
+            *red_since,
+            *score,
+            previous.as_deref(),
+            reasons,
+            moved.as_deref(),
+        ),
     };
     text.push_str(&format!(
         "\n\nMore: touchpoint explain {}\n(Opened by touchpoint, rule {}.)",
@@ -381,18 +403,48 @@ fn answer_body(
     text
 }
 
+/// Says when the band turned red, which measures moved and why, then every measure now.
 fn red_body(
     red_since: NaiveDate,
     score: Option<u8>,
     previous: Option<&str>,
     reasons: &[String],
+    moved: Option<&[MeasureMove]>,
 ) -> String {
     let score = score.map_or("n/a".to_owned(), |s| s.to_string());
-    let previous = previous.unwrap_or("not red");
-    let mut text =
-        format!("Health turned red on {red_since}: score {score} (before: {previous}).\nMeasures:");
+    let mut text = match moved {
+        Some(moved) => {
+            let previous = previous.unwrap_or("not red");
+            let mut text = format!(
+                "Health turned red on {red_since}: score {score} (before: {previous}).\n\
+                 What moved:"
+            );
+            for m in moved {
+                text.push_str(&format!(
+                    "\n- {}: {} -> {} (now: {})",
+                    m.measure, m.before, m.now, m.reason
+                ));
+            }
+            if moved.is_empty() {
+                text.push_str(
+                    "\n- no measure changed colour: the weights or the scoring configuration \
+                     changed (explain shows the config version of each score)",
+                );
+            }
+            text
+        }
+        None => format!(
+            "Health turned red on {red_since} and is still red: score {score}. The history \
+             shows which measures moved then."
+        ),
+    };
+    text.push_str("\nMeasures now:");
     for reason in reasons {
         text.push_str(&format!("\n- {reason}"));
     }
     text
 }
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

@@ -124,8 +124,8 @@ fn colours(report: &CycleReport, account: &str) -> (Option<u8>, String, String) 
         .unwrap_or_else(|| panic!("{account} was scored"));
     (
         scored.current.score,
-        scored.current.band.clone(),
-        scored.current.measures.join("/"),
+        scored.current.band.to_string(),
+        scored.current.measures.map(|c| c.as_str()).join("/"),
     )
 }
 
@@ -207,6 +207,45 @@ async fn the_csv_source_reads_the_same_book_to_the_same_colours() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn usage_rows_that_spell_a_key_feature_in_capitals_still_count_for_it() {
+    let book = TempDir::new().expect("a temporary folder");
+    let features = key_features();
+    write_book(book.path(), &features);
+    let usage = book.path().join("usage.csv");
+    let text = std::fs::read_to_string(&usage).expect("written");
+    let first = &features[0];
+    let capitalised = format!("{}{}", first[..1].to_uppercase(), &first[1..]);
+    assert_ne!(&capitalised, first);
+    let rewritten = text.replace(&format!(",{first},"), &format!(",{capitalised},"));
+    assert_ne!(rewritten, text, "some rows now spell `{capitalised}`");
+    std::fs::write(&usage, rewritten).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+
+    let served = App::from_csv(book.path()).await.plan("2025-01-01").await;
+    let read = touchpoint::cli::cycle_once(
+        &settings,
+        None,
+        "plan",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Plan,
+    )
+    .await
+    .expect("the plan runs");
+
+    assert_hand_worked_colours(&served);
+    assert_hand_worked_colours(&read);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cycle_stores_receipts_that_explain_each_colour() {
     let book = TempDir::new().expect("a temporary folder");
     write_book(book.path(), &key_features());
@@ -282,11 +321,66 @@ async fn a_renamed_column_fails_the_pull_instead_of_scoring_empty_data() {
     assert_eq!(report.status, touchpoint::store::RunStatus::Failed);
     let reason = report.reason.expect("a reason");
     assert!(
-        reason.contains("activities") && reason.contains("name no account"),
+        reason.contains("activities list") && reason.contains("none of its 8 row(s)"),
         "{reason}"
     );
     assert!(
         report.accounts.is_empty(),
         "nothing is scored from a list it cannot trust"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let activities = book.path().join("activities.csv");
+    let mut text = std::fs::read_to_string(&activities).expect("written");
+    text.push_str("AC-9,,call,,2024-12-20T15:00:00Z,completed,P-g1,2024-12-20T16:00:00Z\n");
+    std::fs::write(&activities, text).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+    let csv_dir = book.path().display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir.path(),
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+    let store = touchpoint::store::Store::open(&settings.store)
+        .await
+        .expect("the store opens");
+
+    let report = touchpoint::cli::cycle_once(
+        &settings,
+        Some(&store),
+        "cycle",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Act,
+    )
+    .await
+    .expect("the cycle runs");
+
+    assert_eq!(report.status, touchpoint::store::RunStatus::Partial);
+    let reason = report.reason.clone().expect("a partial run says why");
+    assert!(reason.contains("1 record(s) rejected"), "{reason}");
+    assert!(report.held.is_empty(), "the row names no account to hold");
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    let rejected = &report.rejected[0];
+    assert_eq!(
+        (rejected.dataset.as_str(), rejected.record_id.as_deref()),
+        ("activities", Some("AC-9"))
+    );
+    assert_eq!(rejected.reason, "line 10: AccountId is empty");
+    let run_id = report.run_id.clone().expect("a run id");
+    let kept = store
+        .run_rejections(&run_id)
+        .await
+        .expect("the run's rejections");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, rejected.reason);
+    let mut hand_worked = report;
+    hand_worked.rejected.clear();
+    assert_hand_worked_colours(&hand_worked);
 }

@@ -43,7 +43,7 @@ async fn a_second_cycle_writes_back_only_what_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_records_changes_and_trends_between_cycles() {
     let app = App::generated(300, "2025-06-02").await;
-    app.cycle("2025-03-03").await;
+    let first = app.cycle("2025-03-03").await;
 
     let later = app.cycle("2025-06-02").await;
 
@@ -66,7 +66,50 @@ async fn history_records_changes_and_trends_between_cycles() {
         .expect("the store answers")
         .expect("scored");
     assert_eq!(explained.history.len(), 2);
-    assert!(later.accounts.iter().any(|a| a.turned_red) || later.bands.red > 0);
+
+    // A first score is a baseline: red then is not "turned red", and opens no task.
+    assert!(first.bands.red > 0, "some accounts start red");
+    assert!(
+        first
+            .accounts
+            .iter()
+            .all(|a| !a.turned_red && a.red_since.is_none())
+    );
+    let first_tasks = &first.tasks.as_ref().expect("a task step").opened;
+    assert!(
+        first_tasks
+            .iter()
+            .all(|t| t.trigger_id.starts_with("answer:")),
+        "no health task from a baseline: {first_tasks:?}"
+    );
+    // Later, exactly the accounts red now and not red before turned red.
+    let turned: Vec<&str> = later
+        .accounts
+        .iter()
+        .filter(|a| a.turned_red)
+        .map(|a| a.account_id.as_str())
+        .collect();
+    let expected: Vec<&str> = later
+        .accounts
+        .iter()
+        .filter(|a| {
+            let was = a.previous.as_ref().map(|p| p.band.as_str());
+            a.current.band.as_str() == "red" && was.is_some_and(|band| band != "red")
+        })
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert!(!turned.is_empty(), "some accounts turned red by June");
+    assert_eq!(turned, expected);
+    let stayed_red = later.accounts.iter().find(|a| {
+        a.current.band.as_str() == "red"
+            && a.previous
+                .as_ref()
+                .is_some_and(|p| p.band.as_str() == "red")
+    });
+    assert!(
+        stayed_red.is_some_and(|a| !a.turned_red && a.red_since.is_none()),
+        "red since the baseline is not turned red: {stayed_red:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,4 +185,66 @@ async fn a_store_error_mid_cycle_ends_the_run_as_failed_with_its_cause() {
     );
     assert!(said.contains(&last.id), "the error names the run: {said}");
     assert!(runs.iter().all(|run| run.status != "running"), "{runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_an_older_day_leaves_the_latest_score_and_the_next_cycle_alone() {
+    let app = App::generated(300, "2025-06-02").await;
+    let live = app.cycle("2025-06-02").await;
+
+    let replay = app.replay("2025-03-03").await;
+    let next = app.cycle("2025-06-02").await;
+
+    assert_eq!(replay.status, RunStatus::Succeeded, "{:?}", replay.reason);
+    assert!(
+        replay
+            .accounts
+            .iter()
+            .all(|a| a.superseded && a.trend == Trend::New && !a.turned_red),
+        "nothing was scored before 3 March, so every replayed score is a baseline"
+    );
+    assert_eq!(replay.writes_due, 0, "the CRM holds the newer scores");
+    assert!(
+        next.accounts
+            .iter()
+            .all(|a| a.trend == Trend::Same && !a.turned_red && !a.superseded),
+        "the live cycle compares with June, not with the replayed March"
+    );
+    assert_eq!(next.writes_due, 0);
+    let tasks = next.tasks.as_ref().expect("a task step");
+    assert!(tasks.opened.is_empty(), "{:?}", tasks.opened);
+
+    let moved = replay
+        .accounts
+        .iter()
+        .find(|old| {
+            live.accounts
+                .iter()
+                .any(|new| new.account_id == old.account_id && new.current != old.current)
+        })
+        .expect("some account scored differently in March");
+    let in_june = live
+        .accounts
+        .iter()
+        .find(|a| a.account_id == moved.account_id)
+        .expect("scored in June");
+    let explained = app
+        .store()
+        .await
+        .explain(&moved.account_id)
+        .await
+        .expect("the store answers")
+        .expect("scored");
+    assert!(
+        explained.as_of.starts_with("2025-06-02"),
+        "{}",
+        explained.as_of
+    );
+    assert_eq!(explained.scored, in_june.current);
+    let days: Vec<&str> = explained.history.iter().map(|h| &h.as_of[..10]).collect();
+    assert_eq!(
+        days,
+        ["2025-03-03", "2025-06-02"],
+        "the replay joined the history"
+    );
 }

@@ -139,3 +139,66 @@ async fn a_book_that_shrinks_suddenly_is_treated_as_incomplete() {
     assert!(report.reason.expect("a reason").contains("incomplete"));
     assert!(small.crm.health().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scores_the_crm_did_not_take_make_the_run_partial_and_say_how_many() {
+    let app = App::generated(BOOK, TODAY)
+        .await
+        .with(&[("TOUCHPOINT__SOURCE__MAX_RETRIES", "1")]);
+    let store = app.store().await;
+
+    app.faults(Faults {
+        write_error_share: 1.0,
+        ..Faults::default()
+    });
+    let failed = app.cycle(TODAY).await;
+    let stored_after_failure = app.crm.health().len();
+    app.faults(Faults {
+        refuse_health_share: 0.1,
+        ..Faults::default()
+    });
+    let refused = app.cycle(TODAY).await;
+    let stored_after_refusals = app.crm.health().len();
+    app.faults(Faults::default());
+    let clean = app.cycle(TODAY).await;
+
+    let scored = failed.scored;
+    let batches = scored.div_ceil(100);
+    assert_eq!(failed.status, RunStatus::Partial, "{:?}", failed.reason);
+    let reason = failed.reason.clone().expect("a reason");
+    let expected = format!(
+        "{scored} of {scored} score(s) not written back: {batches} batch(es) failed after \
+         retries, 0 item(s) refused"
+    );
+    assert!(reason.contains(&expected), "{reason}");
+    let run = store
+        .run_record(failed.run_id.as_deref().expect("a run id"))
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!((run.status.as_str(), run.reason), ("partial", Some(reason)));
+    assert_eq!(stored_after_failure, 0);
+
+    let refusals = refused
+        .writeback
+        .as_ref()
+        .expect("a write-back")
+        .refused
+        .len();
+    assert!(refusals > 0 && refusals < scored / 2, "{refusals}");
+    assert_eq!(refused.status, RunStatus::Partial, "{:?}", refused.reason);
+    let expected = format!(
+        "{refusals} of {scored} score(s) not written back: 0 batch(es) failed after retries, \
+         {refusals} item(s) refused by the CRM"
+    );
+    let reason = refused.reason.expect("a reason");
+    assert!(reason.contains(&expected), "{reason}");
+    assert_eq!(stored_after_refusals, scored - refusals);
+
+    assert_eq!(clean.status, RunStatus::Succeeded, "{:?}", clean.reason);
+    assert_eq!(
+        clean.writes_due, refusals,
+        "only the refused scores are sent again"
+    );
+    assert_eq!(app.crm.health().len(), scored);
+}

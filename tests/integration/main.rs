@@ -3,6 +3,7 @@
 
 mod book;
 mod browser;
+mod cli;
 mod config;
 mod cycle;
 mod deploy;

@@ -755,7 +755,7 @@ async fn answers_through_the_pages_turn_roi_green_reach_the_crm_and_open_tasks()
             .iter()
             .find(|a| a.account_id == account)
             .expect("scored");
-        scored.current.measures[3].clone()
+        scored.current.measures[3].to_string()
     };
     assert_eq!(roi(&first, "A-leap"), "na");
 

@@ -3,11 +3,20 @@
 
 use std::collections::HashMap;
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use secrecy::SecretString;
 use serde_json::{Value, json};
-use touchpoint::cycle::CycleReport;
+use touchpoint::cli::{Secrets, cycle_with_secrets};
+use touchpoint::cycle::{CycleReport, Mode};
+use touchpoint::sandbox::Faults;
+use touchpoint::store::RunStatus;
+use touchpoint::surveys::token::LinkSigner;
 use touchpoint::tasks::BREAKER_FLAG;
 
-use crate::helpers::{App, TOKEN};
+use crate::helpers::{App, TOKEN, start_of};
 
 const BEFORE: &str = "2025-03-03";
 const AFTER: &str = "2025-06-02";
@@ -28,6 +37,30 @@ fn tasks_by_account(app: &App, reason: &str) -> HashMap<String, Vec<Value>> {
         }
     }
     by_account
+}
+
+/// Checks, from the sandbox CRM's own task list, that no account has two open tasks for one
+/// reason (the reason is the second part of touchpoint's keys, `touchpoint:<reason>:...`).
+/// Returns how many tasks are open.
+fn assert_one_open_task_per_account_and_reason(app: &App) -> usize {
+    let mut open: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for task in app
+        .crm
+        .tasks()
+        .into_iter()
+        .filter(|t| t["status"] == "open")
+    {
+        let key = task["key"].as_str().unwrap_or_default().to_owned();
+        let reason = key.split(':').nth(1).unwrap_or_default().to_owned();
+        let account = task["account_id"].as_str().unwrap_or_default().to_owned();
+        open.entry((account, reason)).or_default().push(key);
+    }
+    let doubled: Vec<_> = open.iter().filter(|(_, keys)| keys.len() > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "two open tasks for one reason: {doubled:?}"
+    );
+    open.len()
 }
 
 fn turned_red(report: &CycleReport) -> Vec<String> {
@@ -116,7 +149,43 @@ async fn an_account_red_three_cycles_running_has_one_open_task() {
             body.contains("turned red") && body.contains("touchpoint explain"),
             "{body}"
         );
+        assert_names_what_moved(&first, account, body);
     }
+}
+
+/// The body lists `measure: before -> now` for every measure whose colour changed, and no
+/// other measure as moved.
+fn assert_names_what_moved(report: &CycleReport, account: &str, body: &str) {
+    let scored = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == account)
+        .expect("scored");
+    let before = scored
+        .previous
+        .as_ref()
+        .expect("a score before it turned red");
+    let mut moved = 0;
+    for (i, name) in ["deployment", "engagement", "adoption", "roi"]
+        .iter()
+        .enumerate()
+    {
+        let (was, now) = (&before.measures[i], &scored.current.measures[i]);
+        if was == now {
+            assert!(
+                !body.contains(&format!("- {name}: ")),
+                "{name} did not move: {body}"
+            );
+            continue;
+        }
+        moved += 1;
+        let line = format!(
+            "- {name}: {was} -> {now} (now: {})",
+            scored.measure_reason(i)
+        );
+        assert!(body.contains(&line), "{line} in {body}");
+    }
+    assert!(moved > 0, "something moved: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,7 +259,7 @@ async fn a_closed_task_reopens_for_a_still_red_account_only_after_the_cool_down(
             [&soon, &later].iter().all(|r| {
                 r.accounts
                     .iter()
-                    .any(|a| &&a.account_id == id && a.current.band == "red")
+                    .any(|a| &&a.account_id == id && a.current.band.as_str() == "red")
             })
         })
         .collect();
@@ -276,6 +345,71 @@ async fn a_promoter_twice_in_a_year_gets_one_review_request_and_a_detractor_a_ri
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn asking_all_respondents_gives_a_detractor_its_risk_task_and_a_review_request() {
+    let mut settings = NO_BREAKER.to_vec();
+    settings.push(("TOUCHPOINT__TASKS__PROMOTER__ALL_RESPONDENTS", "true"));
+    let app = App::generated(120, AFTER).await.with(&settings);
+    let account = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["archived"] == false && !a["owner_id"].is_null())
+        .expect("a live owned account");
+    let id = account["id"].as_str().expect("an id");
+
+    answer(&app, "T-ALL-1", id, 2, "2025-05-30T10:00:00Z").await;
+    let first = app.cycle(AFTER).await;
+    // The CSM asked for the review and closed the task; the account answers again later.
+    let review = tasks_by_account(&app, "promoter")[id][0]["key"].clone();
+    assert!(
+        app.crm
+            .set_task_status(review.as_str().expect("a key"), "completed")
+    );
+    answer(&app, "T-ALL-2", id, 4, "2025-08-01T10:00:00Z").await;
+    let later = app.cycle("2025-08-04").await;
+
+    let opened = &first.tasks.expect("a task step").opened;
+    let for_answer: Vec<&str> = opened
+        .iter()
+        .filter(|t| t.trigger_id.starts_with("answer:T-ALL-1"))
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(for_answer, ["risk", "review_request"], "{opened:?}");
+    let reviews = &tasks_by_account(&app, "promoter")[id];
+    assert_eq!(reviews.len(), 1, "one review request a year: {reviews:?}");
+    assert_eq!(reviews[0]["kind"], "review_request");
+    let body = reviews[0]["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains("honest review") && !body.contains("out of 10"),
+        "the request does not quote the score: {body}"
+    );
+    assert_eq!(tasks_by_account(&app, "detractor")[id].len(), 1);
+    let skipped = serde_json::to_string(&later.tasks.expect("tasks").skipped).expect("json");
+    assert!(
+        skipped.contains("answer:T-ALL-2:review") && skipped.contains("already requested"),
+        "{skipped}"
+    );
+}
+
+/// `touchpoint release-breaker`, as a person types it, against the test's store.
+async fn release_breaker(app: &App) {
+    let config = app.dir.path().join("release.toml");
+    let store = app.settings.store.path.display().to_string();
+    std::fs::write(&config, format!("[store]\npath = {store:?}\n")).expect("written");
+    let config = config.display().to_string();
+    let cli = touchpoint::cli::Cli::try_parse_from([
+        "touchpoint",
+        "--config",
+        config.as_str(),
+        "release-breaker",
+    ])
+    .expect("the command line parses");
+    let code = touchpoint::cli::run(cli)
+        .await
+        .expect("release-breaker runs");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     let app = App::generated(300, AFTER).await.with(&[
         ("TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE", "0.0"),
@@ -310,7 +444,8 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
         "held until released"
     );
 
-    assert!(store.clear_flag(BREAKER_FLAG).await.expect("released"));
+    release_breaker(&app).await;
+    assert!(store.flag(BREAKER_FLAG).await.expect("read").is_none());
     app.cycle(AFTER).await;
     assert_eq!(
         tasks_by_account(&app, "turned_red").len(),
@@ -356,4 +491,204 @@ async fn an_account_without_an_active_owner_goes_to_the_fallback_owner() {
     app.cycle(AFTER).await;
     let task = &tasks_by_account(&app, "detractor")[id][0];
     assert_eq!(task["owner_id"], fallback);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_cycles_through_rate_limits_and_server_errors_leave_one_open_task_per_reason() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    let account = accounts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["archived"] == false && !a["owner_id"].is_null())
+        .expect("a live owned account");
+    let id = account["id"].as_str().expect("an id");
+    answer(&app, "T-FAULT-1", id, 1, "2025-05-30T10:00:00Z").await;
+    answer(&app, "T-FAULT-2", id, 10, "2025-05-31T10:00:00Z").await;
+    let baseline = app.cycle(BEFORE).await;
+
+    app.faults(Faults {
+        rate_limit_every: Some(9),
+        retry_after_secs: 1,
+        error_share: 0.2,
+        ..Faults::default()
+    });
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        reports.push(app.cycle(AFTER).await);
+    }
+    app.faults(Faults::default());
+
+    for report in &reports {
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    }
+    let stats = app.crm.stats();
+    assert!(
+        stats.rate_limited > 0 && stats.server_errors > 0,
+        "{stats:?}"
+    );
+    let opened: usize = std::iter::once(&baseline)
+        .chain(&reports)
+        .map(|r| r.tasks.as_ref().map_or(0, |t| t.opened.len()))
+        .sum();
+    let open = assert_one_open_task_per_account_and_reason(&app);
+    assert!(open > 2, "the cycles opened tasks: {open}");
+    assert_eq!(open, opened, "each decision made one task");
+    assert_eq!(
+        app.crm.tasks().len(),
+        open,
+        "and no closed duplicate either"
+    );
+    let ledger = app.store().await.all_tasks().await.expect("the ledger");
+    assert!(ledger.iter().all(|t| t.status == "open"), "{ledger:?}");
+}
+
+/// `touchpoint cycle` as a separate process against the test's sandbox and store, one task
+/// write at a time so that a kill lands between two of them.
+fn cycle_process(app: &App, as_of: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+    command
+        .args(["cycle", "--as-of", as_of, "--act-on-past"])
+        .env("TOUCHPOINT__SOURCE__BASE_URL", app.crm.base_url())
+        .env("TOUCHPOINT__STORE__PATH", &app.settings.store.path)
+        .env("TOUCHPOINT__SURVEYS__ENABLED", "false")
+        .env("TOUCHPOINT__TASKS__CONCURRENCY", "1")
+        .env("TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND", "1000")
+        .env("TOUCHPOINT_SOURCE_TOKEN", TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in NO_BREAKER {
+        command.env(key, value);
+    }
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_killed_while_writing_tasks_and_run_again_opens_no_task_twice() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    app.cycle(BEFORE).await;
+    let baseline = app.crm.tasks().len();
+    app.faults(Faults {
+        delay_ms: 150,
+        ..Faults::default()
+    });
+
+    // Kill the process (SIGKILL: no clean-up at all) once the CRM holds a few of its tasks.
+    let mut child = cycle_process(&app, AFTER)
+        .spawn()
+        .expect("touchpoint starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while app.crm.tasks().len() < baseline + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("killed");
+    child.wait().expect("reaped");
+    let at_kill = app.crm.tasks().len();
+    let ledger = app.store().await.all_tasks().await.expect("the ledger");
+    let pending = ledger.iter().filter(|t| t.status == "pending").count();
+    assert!(
+        at_kill >= baseline + 2 && pending > 0,
+        "killed mid-writes: {at_kill} in the CRM ({baseline} before), {pending} pending"
+    );
+
+    app.faults(Faults::default());
+    let status = cycle_process(&app, AFTER)
+        .status()
+        .expect("touchpoint runs");
+    assert!(status.success());
+
+    let open = assert_one_open_task_per_account_and_reason(&app);
+    assert!(
+        open > at_kill,
+        "the second run wrote the rest: {open} after {at_kill}"
+    );
+    assert_eq!(app.crm.tasks().len(), open);
+    let ledger = app.store().await.all_tasks().await.expect("the ledger");
+    assert_eq!(ledger.len(), open, "one ledger row per CRM task");
+    assert!(ledger.iter().all(|t| t.status == "open"), "{ledger:?}");
+}
+
+/// A cycle that may send survey emails (into the test's outbox folder) and open tasks.
+async fn cycle_with_mail(app: &App, as_of: &str) -> CycleReport {
+    let store = app.store().await;
+    let secrets = Secrets {
+        crm_token: Some(SecretString::from(TOKEN)),
+        link_signer: Some(
+            LinkSigner::new(SecretString::from(
+                "tasks-test-link-secret-0123456789abcdef",
+            ))
+            .expect("a long enough secret"),
+        ),
+        act_on_past: true,
+    };
+    cycle_with_secrets(
+        &app.settings,
+        Some(&store),
+        "cycle",
+        start_of(as_of),
+        Mode::Act,
+        secrets,
+    )
+    .await
+    .expect("the cycle runs to a report")
+}
+
+fn emails_written(app: &App) -> usize {
+    std::fs::read_dir(app.dir.path().join("outbox")).map_or(0, |files| files.count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_that_fails_after_retries_opens_no_task_and_sends_no_email() {
+    let app = App::generated(300, AFTER).await.with(&NO_BREAKER);
+    app.cycle(BEFORE).await;
+    let mut settings = NO_BREAKER.to_vec();
+    settings.extend([
+        ("TOUCHPOINT__SURVEYS__ENABLED", "true"),
+        (
+            "TOUCHPOINT__SURVEYS__SEND_WINDOW__DAYS",
+            "mon,tue,wed,thu,fri,sat,sun",
+        ),
+        ("TOUCHPOINT__SURVEYS__SEND_WINDOW__START", "00:00"),
+        ("TOUCHPOINT__SURVEYS__SEND_WINDOW__END", "24:00"),
+        ("TOUCHPOINT__SOURCE__MAX_RETRIES", "2"),
+    ]);
+    let app = app.with(&settings);
+    let writes_before = app.crm.writes().len();
+    let tasks_before = app.crm.tasks().len();
+
+    app.faults(Faults {
+        error_share: 1.0,
+        ..Faults::default()
+    });
+    let failed = cycle_with_mail(&app, AFTER).await;
+    app.faults(Faults::default());
+
+    assert_eq!(failed.status, RunStatus::Failed);
+    let reason = failed.reason.clone().expect("a reason");
+    assert!(
+        reason.contains("the pull failed") && reason.contains("accounts"),
+        "{reason}"
+    );
+    assert_eq!(
+        app.crm.tasks().len(),
+        tasks_before,
+        "no task from a failed pull"
+    );
+    assert_eq!(
+        app.crm.writes().len(),
+        writes_before,
+        "nothing written to the CRM"
+    );
+    assert_eq!(emails_written(&app), 0, "no email from a failed pull");
+    let outbox = app.store().await.outbox(&[]).await.expect("the outbox");
+    assert!(outbox.is_empty(), "no email even planned: {outbox:?}");
+
+    // The same cycle once the CRM answers does act: the failed one held it all back.
+    let clean = cycle_with_mail(&app, AFTER).await;
+    assert_eq!(clean.status, RunStatus::Succeeded, "{:?}", clean.reason);
+    assert!(
+        app.crm.tasks().len() > tasks_before,
+        "the clean cycle opens tasks"
+    );
+    assert!(emails_written(&app) > 0, "the clean cycle sends surveys");
 }

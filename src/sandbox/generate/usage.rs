@@ -120,7 +120,8 @@ impl UsageView {
             .ok_or_else(|| anyhow::anyhow!("the window starts before the calendar does"))?;
         let mut wanted = [query.features.is_none(); FEATURES.len()];
         for name in query.features.iter().flatten() {
-            if let Some(index) = FEATURES.iter().position(|feature| feature == name) {
+            let name = name.trim();
+            if let Some(index) = FEATURES.iter().position(|f| f.eq_ignore_ascii_case(name)) {
                 wanted[index] = true;
             }
         }

@@ -1,0 +1,219 @@
+//! The binary as a person runs it, against the sandbox and the store of a test: `explain
+//! --as-of`, output piped into a reader that stops early, and the demo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{App, TOKEN};
+
+/// `touchpoint ARGS` pointed at the test's sandbox and store.
+fn touchpoint(app: &App) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+    command
+        .env("TOUCHPOINT__STORE__PATH", &app.settings.store.path)
+        .env("TOUCHPOINT__SOURCE__BASE_URL", app.crm.base_url())
+        .env("TOUCHPOINT__SURVEYS__ENABLED", "false")
+        .env("TOUCHPOINT_SOURCE_TOKEN", TOKEN)
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn run(app: &App, args: &[&str]) -> Output {
+    touchpoint(app)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_as_of_a_day_shows_the_score_in_force_then_and_its_history() {
+    let app = App::generated(300, "2025-06-02").await;
+    let march = app.cycle("2025-03-03").await;
+    let june = app.cycle("2025-06-02").await;
+    let moved = june.changed().next().expect("a score changed by June");
+    let id = moved.account_id.as_str();
+    let in_march = march
+        .accounts
+        .iter()
+        .find(|a| a.account_id == id)
+        .expect("scored in March");
+
+    let april = json_of(&run(
+        &app,
+        &["explain", id, "--as-of", "2025-04-15", "--output", "json"],
+    ));
+    let latest = json_of(&run(
+        &app,
+        &["explain", id, "--as-of", "2025-06-02", "--output", "json"],
+    ));
+
+    assert_eq!(april["in_force_on"], "2025-04-15");
+    assert!(
+        april["as_of"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2025-03-03"))
+    );
+    assert_eq!(april["score"], serde_json::json!(in_march.current.score));
+    assert_eq!(april["band"], in_march.current.band.as_str());
+    assert_eq!(april["trend"], "new");
+    assert_eq!(april["history"].as_array().map(Vec::len), Some(1));
+    let receipt_day = april["receipt"]["as_of"].as_str().unwrap_or_default();
+    assert!(
+        receipt_day.starts_with("2025-03-03"),
+        "the March receipt: {receipt_day}"
+    );
+    assert!(
+        latest["as_of"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2025-06-02"))
+    );
+    assert_eq!(latest["score"], serde_json::json!(moved.current.score));
+    assert_eq!(latest["trend"], moved.trend.as_str());
+    assert_eq!(latest["history"].as_array().map(Vec::len), Some(2));
+
+    let text = run(&app, &["explain", id, "--as-of", "2025-04-15"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("in force on 2025-04-15"), "{text}");
+    assert!(text.contains("History up to 2025-04-15"), "{text}");
+    assert!(
+        text.contains("2025-03-03") && !text.contains("2025-06-02"),
+        "{text}"
+    );
+
+    let before_any = run(&app, &["explain", id, "--as-of", "2025-03-02"]);
+    assert!(!before_any.status.success());
+    let said = String::from_utf8_lossy(&before_any.stderr);
+    assert!(said.contains("no score by the end of 2025-03-02"), "{said}");
+}
+
+/// Runs `command`, reads one line of its output, closes the pipe, and waits for it to end.
+fn read_one_line_then_close(mut command: Command) -> (String, Output) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("a first line");
+    let output = child.wait_with_output().expect("the binary ends");
+    (first, output)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    // A book whose plan is far larger than a pipe's buffer, so the writer meets the closed end.
+    let app = App::generated(1500, "2025-06-02").await;
+    let commands: [&[&str]; 2] = [
+        &["plan", "--as-of", "2025-06-02"],
+        &["plan", "--as-of", "2025-06-02", "--output", "json"],
+    ];
+
+    for args in commands {
+        let mut command = touchpoint(&app);
+        command.args(args);
+        let (first, output) =
+            tokio::task::spawn_blocking(move || read_one_line_then_close(command))
+                .await
+                .expect("the reader ran");
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!first.trim().is_empty(), "{args:?} printed a first line");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?}\n{stderr}",
+            output.status
+        );
+    }
+}
+
+/// The number just before `marker` in `text` (`"147 sent"` gives 147 for `" sent"`).
+fn count_before(text: &str, marker: &str) -> usize {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in {text}"));
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a count before {marker:?}"))
+}
+
+#[test]
+fn the_demo_prints_what_a_cs_lead_reads_and_writes_the_emails_where_it_says() {
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    let data_dir = dir.path().join("demo");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["demo", "--accounts", "300", "--data-dir"])
+        .arg(&data_dir)
+        .env_remove("RUST_LOG")
+        .env_remove("TOUCHPOINT_LINK_SECRET")
+        .output()
+        .expect("the demo runs");
+
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "touchpoint demo: a sandbox CRM with 300 generated accounts",
+        "Baseline cycle as of ",
+        "\nHealth bands:  GREEN ",
+        "\nBy measure:      green  yellow     red     n/a",
+        "\n  adoption ",
+        "\nBiggest movers:\n",
+        "\nWhere to look next:\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    for band in ["   YELLOW ", "   RED ", "   N/A "] {
+        assert!(text.contains(band), "{band:?} in {text}");
+    }
+    let scored = count_before(&text, " scored; ");
+    assert!(scored > 250, "most of the 300 accounts are live: {scored}");
+    assert_eq!(count_before(&text, " stored by the CRM"), scored, "{text}");
+    assert_eq!(
+        count_before(&text, " health scores written back by touchpoint"),
+        scored
+    );
+    let opened = count_before(&text, " opened, ");
+    assert!(text.contains("\nTasks: "), "{text}");
+    assert!(opened > 0, "the demo opens tasks: {text}");
+
+    let outbox = data_dir.join("outbox");
+    let sent = count_before(&text, " sent, 0 failed");
+    let said = format!(
+        "Survey emails: {sent} written as .eml files to {} (nothing was sent).",
+        outbox.display()
+    );
+    assert!(text.contains(&said), "{said:?} in {text}");
+    assert!(text.contains("\nSurveys: "), "{text}");
+    let files = std::fs::read_dir(&outbox)
+        .expect("the outbox folder exists")
+        .filter_map(Result::ok)
+        .filter(|f| f.path().extension().is_some_and(|e| e == "eml"))
+        .count();
+    assert!(sent > 0, "the demo sends surveys: {text}");
+    assert_eq!(files, sent, "one .eml file per email the summary counts");
+    assert!(data_dir.join("touchpoint.db").exists());
+}

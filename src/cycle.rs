@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Account, AccountId, OwnerId, Rejected, SurveyResponse};
 use crate::pull::{self, Book, RowCounts};
-use crate::scoring::{self, Colour, Measure, Scorecard};
+use crate::scoring::{self, AccountFacts, Colour, Measure, Scorecard};
 use crate::settings::Settings;
 use crate::source::{RestClient, Source, rest::ClientCounts};
 use crate::store::{Earlier, Latest, RunStart, RunStatus, ScoreRow, Store, StoredScore};
@@ -321,8 +321,13 @@ impl<S: Source> Cycle<'_, S> {
 
         let step = Instant::now();
         let outward = if self.replay { Mode::Plan } else { mode };
-        self.score_save_and_write(&mut report, &book, now, &previous, outward)
+        let unused_features = unused_key_features(&book, self.settings);
+        // Each account's facts are dropped once it is scored, so the facts shrink while the
+        // scores grow.
+        let mut facts = std::mem::take(&mut book.facts);
+        self.score_save_and_write(&mut report, &book, &mut facts, now, &previous, outward)
             .await?;
+        drop(facts);
         if self.replay && mode == Mode::Act {
             report.writeback_note = Some(REPLAY_NOTE.into());
         }
@@ -340,10 +345,13 @@ impl<S: Source> Cycle<'_, S> {
             }
         );
         tally(&mut report);
-        report.warnings = data_warnings(&report, &book, self.settings);
+        report.warnings = data_warnings(&report, unused_features);
         for warning in &report.warnings {
             tracing::warn!("{warning}");
         }
+        // The stored scores have done their work: on a large book they are a good part of the
+        // cycle's memory, so they go before the surveys are planned.
+        drop(previous);
         if let (Some(store), Some(run_id)) = (self.store, run_id.as_deref()) {
             store.save_rejections(run_id, &book.rejected).await?;
         }
@@ -575,6 +583,7 @@ impl<S: Source> Cycle<'_, S> {
         &self,
         report: &mut CycleReport,
         book: &Book,
+        facts: &mut HashMap<AccountId, AccountFacts>,
         now: DateTime<Utc>,
         previous: &Previous,
         outward: Mode,
@@ -594,7 +603,7 @@ impl<S: Source> Cycle<'_, S> {
 
         for chunk in live.chunks(SCORE_CHUNK) {
             let (rows, items) =
-                self.score_chunk(report, book, chunk, now, previous, &saver, &writer)?;
+                self.score_chunk(report, facts, chunk, now, previous, &saver, &writer)?;
             if let Some(saver) = &saver
                 && saver.rows.send(rows).await.is_err()
             {
@@ -629,13 +638,14 @@ impl<S: Source> Cycle<'_, S> {
         Ok(())
     }
 
-    /// Scores one chunk of accounts into the report, and returns the rows to save and the
-    /// score changes to write back (empty where there is no saver or writer).
+    /// Scores one chunk of accounts into the report, taking their facts out of `facts`, and
+    /// returns the rows to save and the score changes to write back (empty where there is no
+    /// saver or writer).
     #[allow(clippy::too_many_arguments)]
     fn score_chunk(
         &self,
         report: &mut CycleReport,
-        book: &Book,
+        facts: &mut HashMap<AccountId, AccountFacts>,
         chunk: &[&Account],
         now: DateTime<Utc>,
         previous: &Previous,
@@ -647,10 +657,10 @@ impl<S: Source> Cycle<'_, S> {
         let mut rows = Vec::new();
         let mut items = Vec::new();
         for account in chunk {
-            let Some(facts) = book.facts.get(&account.id) else {
+            let Some(facts) = facts.remove(&account.id) else {
                 continue;
             };
-            let card = scoring::score(facts, scoring, now);
+            let card = scoring::score(&facts, scoring, now);
             let (compared, changed) = previous.compare(account, &card, now);
             if compared.needs_write() {
                 report.writes_due += 1;
@@ -801,12 +811,15 @@ fn compare(
             .iter()
             .map(|m| {
                 let colour = card.receipt.colour(*m);
-                format!(
+                let mut line = format!(
                     "{} {}: {}",
                     m.as_str(),
                     colour.as_str(),
                     card.receipt.reason(*m)
-                )
+                );
+                // Kept for every account of the book until the cycle ends: no spare capacity.
+                line.shrink_to_fit();
+                line
             })
             .collect(),
         superseded: false,
@@ -916,25 +929,36 @@ const SUSPICIOUS_RED_SHARE: f64 = 0.9;
 /// Below this many scored accounts, shares say too little to warn about.
 const WARN_MIN_ACCOUNTS: usize = 20;
 
+/// The key features no account of the book used in the adoption window.
+fn unused_key_features(book: &Book, settings: &Settings) -> Vec<String> {
+    settings
+        .scoring
+        .adoption()
+        .key_features
+        .iter()
+        .filter(|feature| {
+            !book
+                .facts
+                .values()
+                .any(|facts| facts.feature_days.contains_key(feature.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Looks for colours that the data or the configuration explain better than the customers do:
 /// a key feature no account ever used (a misspelt name, a usage feed that lost a feature),
 /// or a measure red nearly everywhere.
-fn data_warnings(report: &CycleReport, book: &Book, settings: &Settings) -> Vec<String> {
+fn data_warnings(report: &CycleReport, unused_features: Vec<String>) -> Vec<String> {
     let mut warnings = Vec::new();
     if report.scored == 0 {
         return warnings;
     }
-    for feature in &settings.scoring.adoption().key_features {
-        let used = book
-            .facts
-            .values()
-            .any(|facts| facts.feature_days.contains_key(feature));
-        if !used {
-            warnings.push(format!(
-                "no usage rows for key feature `{feature}` in the adoption window: check \
-                 scoring.adoption.key_features against the feature names the usage source sends"
-            ));
-        }
+    for feature in unused_features {
+        warnings.push(format!(
+            "no usage rows for key feature `{feature}` in the adoption window: check \
+             scoring.adoption.key_features against the feature names the usage source sends"
+        ));
     }
     if report.scored < WARN_MIN_ACCOUNTS {
         return warnings;

@@ -881,8 +881,10 @@ fn tally(report: &mut CycleReport) {
 const REPLAY_NOTE: &str = "this cycle replays a past day (--as-of): scores are stored locally, \
     but nothing is written to the CRM and no email is sent (--act-on-past does both)";
 
-/// Accounts scored (and saved) per chunk.
-const SCORE_CHUNK: usize = 2000;
+/// Accounts scored (and saved, in one transaction) per chunk. A chunk's receipts are a
+/// couple of kilobytes each and wait in memory until saved: small chunks keep that low, and
+/// a commit per 500 rows costs little next to writing them.
+const SCORE_CHUNK: usize = 500;
 /// Chunks waiting for the saver or the writer before the scoring waits for them: enough to
 /// keep both busy, few enough that receipts never pile up in memory.
 const PIPELINE_CHUNKS: usize = 2;
@@ -907,9 +909,14 @@ impl Saver {
         let (rows, mut chunks) = mpsc::channel::<Vec<ScoreRow>>(PIPELINE_CHUNKS);
         let (store, run_id, version) = (store.clone(), run_id.to_owned(), scoring.version());
         let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut saved = 0;
             while let Some(chunk) = chunks.recv().await {
                 store.save_scores(&run_id, as_of, &version, &chunk).await?;
+                saved += chunk.len();
             }
+            let duration_ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(run.id = %run_id, saved, duration_ms, "saved the scores");
             Ok(())
         });
         Self { rows, task }

@@ -27,6 +27,10 @@ use crate::settings::StoreSettings;
 /// Rows per transaction when saving scores: large enough to amortise the commit, small enough
 /// that a reader is never locked out for long.
 const BATCH_ROWS: usize = 2000;
+/// The page size of a new store file (an existing file keeps its own). A receipt is a couple
+/// of kilobytes: on 4 KiB pages only one fits a page and half of every page is lost, on
+/// 16 KiB pages six fit, which halves the bytes a cycle writes.
+const PAGE_SIZE: u32 = 16384;
 /// Rows per multi-row statement: 13 parameters a row stays far below SQLite's limit of 32,766
 /// parameters a statement, and a statement this size amortises its round trip.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -254,6 +258,7 @@ impl Store {
         let url = format!("sqlite://{}", path.display());
         Ok(SqliteConnectOptions::from_str(&url)
             .with_context(|| format!("{} is not a usable store path", path.display()))?
+            .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(settings.busy_timeout))

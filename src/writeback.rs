@@ -103,6 +103,7 @@ pub async fn write_back(
     settings: WritebackSettings,
     chunks: mpsc::Receiver<Vec<HealthItem>>,
 ) -> WritebackReport {
+    let started = std::time::Instant::now();
     let size = settings.batch_size.max(1);
     let batches = stream::unfold(chunks, |mut chunks| async move {
         chunks.recv().await.map(|chunk| (chunk, chunks))
@@ -129,6 +130,12 @@ pub async fn write_back(
         }
     }
     report.stored_count = report.stored.len();
+    tracing::debug!(
+        attempted = report.attempted,
+        stored = report.stored_count,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "wrote scores back"
+    );
     report
 }
 

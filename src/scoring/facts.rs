@@ -8,6 +8,7 @@
 //! piece of evidence and a few counts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ pub struct AccountFacts {
     pub office_hours_no_shows: u32,
     /// Distinct active days per key feature in the adoption window, keyed by the configured
     /// spelling; an absent feature had 0 days.
-    pub feature_days: BTreeMap<String, u32>,
+    pub feature_days: FeatureDays,
     /// Goal-survey answers. The builder keeps those submitted in the ROI window; the ROI rule
     /// re-checks the window, so facts assembled by hand may hold answers of any age.
     pub goal_answers: Vec<GoalAnswer>,
@@ -61,7 +62,7 @@ impl AccountFacts {
             other_meetings: 0,
             office_hours: None,
             office_hours_no_shows: 0,
-            feature_days: BTreeMap::new(),
+            feature_days: FeatureDays::default(),
             goal_answers: Vec::new(),
             goal_survey_sent_at: None,
         }
@@ -155,6 +156,8 @@ impl Skip {
 pub struct FactsBuilder<'a> {
     config: &'a ScoringConfig,
     windows: Windows,
+    /// The configured key features, shared by every account's [`FeatureDays`].
+    key_features: Vec<Arc<str>>,
 }
 
 impl<'a> FactsBuilder<'a> {
@@ -162,6 +165,12 @@ impl<'a> FactsBuilder<'a> {
         FactsBuilder {
             config,
             windows: Windows::new(config, now),
+            key_features: config
+                .adoption()
+                .key_features
+                .iter()
+                .map(|f| Arc::from(f.as_str()))
+                .collect(),
         }
     }
 
@@ -241,15 +250,14 @@ impl<'a> FactsBuilder<'a> {
         if row.account_id != facts.account_id {
             return Folded::Skipped(Skip::OtherAccount);
         }
-        let key_features = &self.config.adoption().key_features;
-        let found = key_features
+        let found = self
+            .key_features
             .iter()
             .find(|name| name.eq_ignore_ascii_case(row.feature.trim()));
         let Some(feature) = found else {
             return Folded::Skipped(Skip::NotKeyFeature);
         };
-        let days = facts.feature_days.entry(feature.clone()).or_default();
-        *days = (*days).max(row.days_active);
+        facts.feature_days.raise(feature, row.days_active);
         Folded::Counted
     }
 
@@ -333,5 +341,92 @@ fn fold_office_hours(facts: &mut AccountFacts, activity: &Activity) -> Folded {
             Folded::Counted
         }
         _ => Folded::Skipped(Skip::NotScored),
+    }
+}
+
+/// Distinct active days per key feature, keyed by the configured spelling; an absent feature
+/// had 0 days. A short list rather than a map: there are a handful of key features, every
+/// account of the book has one of these, and the names are shared with the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "BTreeMap<String, u32>", into = "BTreeMap<String, u32>")]
+pub struct FeatureDays(Vec<(Arc<str>, u32)>);
+
+impl FeatureDays {
+    /// Sets the days of `feature`.
+    pub fn insert(&mut self, feature: impl Into<Arc<str>>, days: u32) {
+        let feature = feature.into();
+        match self.0.iter_mut().find(|(name, _)| *name == feature) {
+            Some((_, known)) => *known = days,
+            None => self.0.push((feature, days)),
+        }
+    }
+
+    /// Raises the days of `feature` to `days`, if that is more: two rows for one feature
+    /// (a usage feed split by source) count the busier one.
+    pub fn raise(&mut self, feature: &Arc<str>, days: u32) {
+        match self.0.iter_mut().find(|(name, _)| name == feature) {
+            Some((_, known)) => *known = (*known).max(days),
+            None => self.0.push((Arc::clone(feature), days)),
+        }
+    }
+
+    pub fn get(&self, feature: &str) -> Option<&u32> {
+        self.0
+            .iter()
+            .find(|(name, _)| &**name == feature)
+            .map(|(_, days)| days)
+    }
+
+    pub fn contains_key(&self, feature: &str) -> bool {
+        self.get(feature).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &u32)> {
+        self.0.iter().map(|(name, days)| (name, days))
+    }
+}
+
+impl<'a> IntoIterator for &'a FeatureDays {
+    type Item = (&'a Arc<str>, &'a u32);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Arc<str>, u32)>,
+        fn(&'a (Arc<str>, u32)) -> (&'a Arc<str>, &'a u32),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(name, days)| (name, days))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<(S, u32)> for FeatureDays {
+    fn from_iter<I: IntoIterator<Item = (S, u32)>>(items: I) -> Self {
+        let mut days = FeatureDays::default();
+        for (feature, count) in items {
+            days.insert(feature.as_ref(), count);
+        }
+        days
+    }
+}
+
+impl From<BTreeMap<String, u32>> for FeatureDays {
+    fn from(map: BTreeMap<String, u32>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl From<FeatureDays> for BTreeMap<String, u32> {
+    fn from(days: FeatureDays) -> Self {
+        days.0
+            .into_iter()
+            .map(|(name, count)| (name.to_string(), count))
+            .collect()
     }
 }

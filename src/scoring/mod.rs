@@ -53,7 +53,7 @@ pub use config::{
 };
 pub use deployment::DeploymentInputs;
 pub use engagement::EngagementInputs;
-pub use facts::{AccountFacts, Evidence, FactsBuilder, Folded, GoalAnswer, Skip};
+pub use facts::{AccountFacts, Evidence, FactsBuilder, FeatureDays, Folded, GoalAnswer, Skip};
 pub use overall::{Overall, Part};
 pub use receipt::{MeasureResult, Receipt};
 pub use roi::RoiInputs;

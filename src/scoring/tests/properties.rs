@@ -1,8 +1,6 @@
 //! Properties over random facts and configs: the score stays in range, a worse input never
 //! helps, and N/A measures are renormalised away exactly.
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 
 use super::support::*;
@@ -40,7 +38,7 @@ fn facts_strategy() -> impl Strategy<Value = AccountFacts> {
                     .iter()
                     .zip(feature_days)
                     .map(|(f, d)| ((*f).to_owned(), d))
-                    .collect::<BTreeMap<_, _>>();
+                    .collect();
                 facts.goal_answers = answers
                     .into_iter()
                     .enumerate()

@@ -125,9 +125,9 @@ fn adoption_onboarding_reason_names_the_day() {
 #[test]
 fn adoption_reason_lists_adopted_features_and_the_expectation() {
     let mut facts = adoption_facts(140, 0);
-    facts.feature_days.insert("alerts".into(), 9);
-    facts.feature_days.insert("reports".into(), 4);
-    facts.feature_days.insert("dashboards".into(), 3);
+    facts.feature_days.insert("alerts", 9);
+    facts.feature_days.insert("reports", 4);
+    facts.feature_days.insert("dashboards", 3);
     assert_eq!(colour(&facts, Measure::Adoption), Colour::Yellow);
     assert_eq!(
         reason(&facts, Measure::Adoption),
@@ -138,9 +138,9 @@ fn adoption_reason_lists_adopted_features_and_the_expectation() {
 #[test]
 fn adoption_needs_min_days_active() {
     let mut facts = adoption_facts(45, 0);
-    facts.feature_days.insert("alerts".into(), 3);
+    facts.feature_days.insert("alerts", 3);
     assert_eq!(colour(&facts, Measure::Adoption), Colour::Red);
-    facts.feature_days.insert("alerts".into(), 4);
+    facts.feature_days.insert("alerts", 4);
     assert_eq!(colour(&facts, Measure::Adoption), Colour::Yellow);
 }
 

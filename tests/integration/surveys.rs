@@ -15,7 +15,7 @@ use touchpoint::cli::{Secrets, cycle_with_secrets};
 use touchpoint::cycle::{Cycle, CycleReport, Mode};
 use touchpoint::model::SurveyKind;
 use touchpoint::source::RestClient;
-use touchpoint::store::Store;
+use touchpoint::store::{RunStatus, Store};
 use touchpoint::surveys::Delivery;
 use touchpoint::surveys::outbox::{OutboxRow, Resolution};
 use touchpoint::surveys::token::LinkSigner;
@@ -612,6 +612,46 @@ async fn a_non_ascii_name_is_encoded_in_the_display_name_and_subject() {
     let rows = h.rows().await;
     let recorded = rows["goal:6m:A-end:P-zoe"].message_id.clone();
     assert_eq!(recorded.as_deref(), message.message_id());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn line_breaks_and_nul_in_crm_names_are_dropped_and_the_emails_still_go() {
+    let header = CONTACTS.lines().next().expect("a header");
+    let tail = "executive_sponsor,,false,,false,2024-01-01T00:00:00Z";
+    let contacts = format!(
+        "{header}\n\
+         P-crlf,A-end,crlf@example.com,\"Zoe\r\nBcc: eve@example.net\",{tail}\n\
+         P-nul,A-leap,nul@example.com,\"Lea\u{0}Leap\u{7}\",{tail}\n"
+    );
+    let h = Harness::with_book(ACCOUNTS, &contacts, &[]).await;
+
+    let report = h.cycle(MONDAY).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    let rows = h.rows().await;
+    for (key, address, shown) in [
+        (
+            "goal:6m:A-end:P-crlf",
+            "crlf@example.com",
+            "Zoe Bcc: eve@example.net",
+        ),
+        ("goal:12m:A-leap:P-nul", "nul@example.com", "LeaLeap"),
+    ] {
+        assert_eq!(rows[key].state, "sent", "{:?}", rows[key]);
+        let raw = h.messages_to(address).pop().expect("the email went");
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("parses");
+        let to = message.to().and_then(|a| a.first());
+        assert_eq!(to.and_then(|a| a.name()), Some(shown));
+        assert_eq!(to.and_then(|a| a.address()), Some(address));
+        assert!(message.bcc().is_none(), "no header was injected");
+    }
+    let received = h.smtp.received();
+    assert!(
+        received.iter().all(|m| m.recipients.len() == 1),
+        "each email went to its contact alone: {received:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

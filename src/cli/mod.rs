@@ -71,7 +71,8 @@ pub enum Command {
     Preview(surveys::PreviewArgs),
     /// Serve only the survey answer and unsubscribe pages (on web.bind) until interrupted.
     ServeAnswers,
-    /// List survey emails in the outbox, or settle one left in `sending` by a stopped run.
+    /// List survey emails in the outbox, settle one left in `sending` by a stopped run, or
+    /// send failed ones again once their cause is fixed.
     Outbox(surveys::OutboxArgs),
     /// Serve the sandbox CRM: generated (or CSV) data behind the REST contract.
     Sandbox(SandboxArgs),

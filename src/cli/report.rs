@@ -433,10 +433,12 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     if report.mode == Mode::Act {
         let _ = writeln!(
             out,
-            "  CRM: {} confirmed ({} already there), {} failed, {} closings reconciled",
+            "  CRM: {} confirmed ({} already there), {} failed, {} not sent (daily limit), {} \
+             closings reconciled",
             tasks.confirmed,
             tasks.already_there,
             tasks.failures.len(),
+            tasks.not_sent,
             tasks.reconciled
         );
     }

@@ -53,7 +53,36 @@ pub struct TaskReport {
     pub already_there: usize,
     /// `(key, reason)` of writes that failed; they stay pending or are marked conflict.
     pub failures: Vec<(String, String)>,
+    /// Of the failures, writes the CRM refused as a key conflict (409): never retried.
+    pub conflicts: usize,
+    /// Pending tasks not written at all because the CRM's daily limit was reached earlier in
+    /// the run; they stay pending for the next cycle.
+    pub not_sent: usize,
     pub note: Option<String>,
+}
+
+impl TaskReport {
+    /// What the CRM did not confirm, for the run's reason: `None` when it confirmed every
+    /// write. Pending tasks (failed or not sent) are written again by the next cycle.
+    pub fn shortfall(&self) -> Option<String> {
+        let unconfirmed = self.failures.len() + self.not_sent;
+        if unconfirmed == 0 {
+            return None;
+        }
+        let pending = unconfirmed - self.conflicts;
+        let mut text = format!(
+            "{unconfirmed} of {} task(s) not confirmed by the CRM: {pending} stay pending and \
+             are written again next cycle",
+            self.confirmed + unconfirmed
+        );
+        if self.conflicts > 0 {
+            text.push_str(&format!(
+                ", {} refused as a key conflict (409) and not retried",
+                self.conflicts
+            ));
+        }
+        Some(text)
+    }
 }
 
 /// One cycle's task step.
@@ -312,7 +341,8 @@ impl TaskRun<'_> {
         Ok(decisions)
     }
 
-    /// Writes every pending task (this cycle's and any left by an earlier one).
+    /// Writes every pending task (this cycle's and any left by an earlier one). Once the CRM
+    /// answers with its daily limit, the writes still waiting are not sent: they stay pending.
     async fn execute(
         &self,
         crm: &RestClient,
@@ -322,12 +352,19 @@ impl TaskRun<'_> {
         let pending = store.pending_tasks().await?;
         let mut writes = stream::iter(pending)
             .map(|task| async move {
+                if crm.daily_limit_reached() {
+                    return (task, None);
+                }
                 let answer = put_task(crm, &task).await;
-                (task, answer)
+                (task, Some(answer))
             })
             .buffer_unordered(self.settings.concurrency);
 
         while let Some((task, answer)) = writes.next().await {
+            let Some(answer) = answer else {
+                report.not_sent += 1;
+                continue;
+            };
             match answer {
                 Ok((created, crm_task)) => {
                     let crm_id = crm_task.id.as_ref().map(json_id);
@@ -345,6 +382,7 @@ impl TaskRun<'_> {
                     store
                         .task_failed(&task.key, conflict, &e.to_string(), self.now)
                         .await?;
+                    report.conflicts += usize::from(conflict);
                     report.failures.push((task.key.clone(), e.to_string()));
                 }
             }

@@ -156,9 +156,14 @@ pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// Loads the settings and checks, besides, what only `cycle` and `run` would meet: the jobs
+/// against their schedules, and the SMTP credentials in the environment.
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
     daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
+    if matches!(settings.mail.backend, crate::mail::Backend::Smtp(_)) {
+        crate::mail::check_credentials()?;
+    }
     describe_config(&mut std::io::stdout().lock(), &settings).context(STDOUT)?;
     Ok(ExitCode::SUCCESS)
 }

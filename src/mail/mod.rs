@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use settings::{Backend, MailSettings, SmtpSettings, TlsMode};
 
+use crate::settings::ConfigError;
 use crate::telemetry::mask_email;
 
 pub const USERNAME_VARIABLE: &str = "TOUCHPOINT_SMTP_USERNAME";
@@ -107,8 +108,14 @@ impl Mailer {
     }
 }
 
-/// Both SMTP variables, or neither.
-fn credentials() -> anyhow::Result<Option<Credentials>> {
+/// Checks the SMTP credentials in the environment as the SMTP backend will read them, for
+/// `check-config`: both variables or neither.
+pub fn check_credentials() -> Result<(), ConfigError> {
+    credentials().map(drop)
+}
+
+/// Both SMTP variables, or neither; the error names the one that is missing.
+fn credentials() -> Result<Option<Credentials>, ConfigError> {
     let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     match (
         read(USERNAME_VARIABLE),
@@ -119,12 +126,14 @@ fn credentials() -> anyhow::Result<Option<Credentials>> {
             password.expose_secret().to_owned(),
         ))),
         (None, None) => Ok(None),
-        (Some(_), None) => {
-            anyhow::bail!("{USERNAME_VARIABLE} is set but {PASSWORD_VARIABLE} is not")
-        }
-        (None, Some(_)) => {
-            anyhow::bail!("{PASSWORD_VARIABLE} is set but {USERNAME_VARIABLE} is not")
-        }
+        (Some(_), None) => Err(ConfigError::new(
+            PASSWORD_VARIABLE,
+            format!("is not set, but {USERNAME_VARIABLE} is: SMTP needs both or neither"),
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            USERNAME_VARIABLE,
+            format!("is not set, but {PASSWORD_VARIABLE} is: SMTP needs both or neither"),
+        )),
     }
 }
 

@@ -470,7 +470,8 @@ async fn release_breaker(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let was = store.flag(crate::tasks::BREAKER_FLAG).await?;
     if store.clear_flag(crate::tasks::BREAKER_FLAG).await? {
         emit(&format!(
-            "released the mass-change breaker ({}); the next cycle opens the held tasks\n",
+            "released the mass-change breaker (tripped {}); the next cycle opens the held \
+             tasks\n",
             was.unwrap_or_default()
         ))?;
     } else {

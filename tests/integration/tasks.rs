@@ -418,6 +418,7 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     app.cycle(BEFORE).await;
 
     let tripped = app.cycle(AFTER).await;
+    let tripped_text = touchpoint::cli::render_summary(&tripped);
 
     let tasks = tripped.tasks.expect("a task step");
     let breaker = tasks.breaker.expect("breaker state");
@@ -430,7 +431,24 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     let store = app.store().await;
     assert!(store.flag(BREAKER_FLAG).await.expect("read").is_some());
 
+    let expected = format!(
+        "MASS-CHANGE BREAKER TRIPPED: {} account(s) turned red in this cycle, against a limit \
+         of {}",
+        breaker.turned_red, breaker.limit
+    );
+    assert!(tripped_text.contains(&expected), "{tripped_text}");
+
     let still_held = app.cycle(AFTER).await;
+    let held_text = touchpoint::cli::render_summary(&still_held);
+    let expected = format!(
+        "tripped on 2025-06-02 by {} accounts turning red in one cycle (limit {})",
+        breaker.turned_red, breaker.limit
+    );
+    assert!(held_text.contains(&expected), "{held_text}");
+    assert!(
+        held_text.contains("0 account(s) turned red in this cycle"),
+        "{held_text}"
+    );
     assert!(
         still_held
             .tasks

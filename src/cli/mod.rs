@@ -102,8 +102,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// How many of the latest runs to print.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    /// How many of the latest runs to print (at least 1).
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub last: u32,
     /// Print this one run in full, with every record it rejected and why.
     #[arg(long, value_name = "ID")]

@@ -880,6 +880,47 @@ async fn a_comment_with_html_is_stored_as_written_and_shown_escaped() {
     assert_eq!((answer.goal_achieved, answer.comment), (Some(true), None));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_in_a_comment_is_removed_and_the_rest_of_the_comment_kept() {
+    let h = Harness::start(&[]).await;
+    h.cycle(MONDAY).await;
+    let raw = h
+        .messages_to("leap@example.com")
+        .pop()
+        .expect("leap's email");
+    let page = link_with(&raw, "?achieved=no")
+        .split('?')
+        .next()
+        .expect("a path")
+        .to_owned();
+
+    let (status, body) = h
+        .post(
+            &page,
+            &[
+                ("achieved", "no"),
+                (
+                    "comment",
+                    "Exports fail\u{0} every Monday\nsince March\u{1b}",
+                ),
+            ],
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Exports fail every Monday"), "{body}");
+    let store = h.app.store().await;
+    let answer = store
+        .answer("goal:12m:A-leap:P-leap")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        answer.comment.as_deref(),
+        Some("Exports fail every Monday\nsince March")
+    );
+}
+
 /// A champion of A-leap whose NPS day is open on Monday 3 March (and no goal survey).
 fn nps_contact() -> String {
     let id = (0..)

@@ -255,9 +255,9 @@ async fn resolve(
         Settled::WrongState { state } if resolution == Resolution::Retry => {
             format!("{key} is {state}: only emails in sending or failed_permanent can be retried")
         }
-        Settled::WrongState { state } => {
-            format!("{key} is {state}, not sending: only emails in sending can be settled so")
-        }
+        Settled::WrongState { state } => format!(
+            "{key} is {state}: only an email left in sending can be settled as sent or skipped"
+        ),
         Settled::Closed { closes_at } => format!(
             "{key} cannot be sent again: its wave's grace period ended at {closes_at}, and a \
              wave is never sent late"

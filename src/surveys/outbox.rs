@@ -527,11 +527,17 @@ impl Store {
         if result.rows_affected() == 1 {
             return Ok(Settled::Done);
         }
-        self.why_unsettled(key, now).await
+        self.why_unsettled(key, retry, now).await
     }
 
-    /// Why [`Store::resolve`] changed nothing for `key`.
-    async fn why_unsettled(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<Settled> {
+    /// Why [`Store::resolve`] changed nothing for `key`: for a retry, the grace period or a
+    /// suppression may be why; otherwise only the email's state is.
+    async fn why_unsettled(
+        &self,
+        key: &str,
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Settled> {
         let row: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT o.state, o.closes_at, s.reason FROM survey_outbox o
              LEFT JOIN survey_suppressions s ON s.address = o.recipient WHERE o.key = $1",
@@ -543,15 +549,15 @@ impl Store {
         let Some((state, closes_at, suppressed)) = row else {
             return Ok(Settled::Unknown);
         };
-        let settled = match (State::parse(&state), suppressed) {
-            (Some(State::Sending | State::FailedPermanent), _)
-                if parse_time(Some(closes_at.clone())).is_some_and(|at| at <= now) =>
-            {
-                Settled::Closed { closes_at }
-            }
-            (Some(State::Sending | State::FailedPermanent), Some(reason)) => {
-                Settled::Suppressed { reason }
-            }
+        let retryable = retry
+            && matches!(
+                State::parse(&state),
+                Some(State::Sending | State::FailedPermanent)
+            );
+        let closed = parse_time(Some(closes_at.clone())).is_some_and(|at| at <= now);
+        let settled = match suppressed {
+            _ if retryable && closed => Settled::Closed { closes_at },
+            Some(reason) if retryable => Settled::Suppressed { reason },
             _ => Settled::WrongState { state },
         };
         Ok(settled)

@@ -393,7 +393,8 @@ impl<S: Source> Cycle<'_, S> {
                 add_reason(&mut report, held.into());
             }
         }
-        let mut shortfalls = shortfalls(&report);
+        let daily_limit = self.crm.is_some_and(RestClient::daily_limit_reached);
+        let mut shortfalls = shortfalls(&report, daily_limit);
         if !shortfalls.is_empty() {
             report.status = RunStatus::Partial;
             shortfalls.extend(report.reason.take());
@@ -836,8 +837,9 @@ fn stored(card: &Scorecard) -> StoredScore {
 }
 
 /// What a run that scored the book left undone: records rejected (and the accounts they held
-/// back), scores the CRM did not take. Any of them makes the run partial, with these reasons.
-fn shortfalls(report: &CycleReport) -> Vec<String> {
+/// back), scores and tasks the CRM did not take, writes stopped by the CRM's daily limit. Any
+/// of them makes the run partial, with these reasons.
+fn shortfalls(report: &CycleReport, daily_limit: bool) -> Vec<String> {
     let mut reasons = Vec::new();
     if !report.held.is_empty() || !report.rejected.is_empty() {
         reasons.push(format!(
@@ -847,17 +849,27 @@ fn shortfalls(report: &CycleReport) -> Vec<String> {
             report.held.len()
         ));
     }
+    if daily_limit {
+        reasons.push(
+            "the CRM's daily request limit was reached (429, policy daily): no further CRM \
+             write was made in this cycle, and the next cycle resumes them"
+                .to_owned(),
+        );
+    }
+    reasons.extend(report.tasks.as_ref().and_then(TaskReport::shortfall));
     let Some(written) = &report.writeback else {
         return reasons;
     };
-    if !written.failed_batches.is_empty() || !written.refused.is_empty() {
-        let unwritten = written.attempted.saturating_sub(written.stored_count);
+    if !written.failed_batches.is_empty() || !written.refused.is_empty() || written.not_sent > 0 {
+        let due = written.attempted + written.not_sent;
+        let unwritten = due.saturating_sub(written.stored_count);
         reasons.push(format!(
-            "{unwritten} of {} score(s) not written back: {} batch(es) failed after retries, \
-             {} item(s) refused by the CRM (they are sent again next cycle)",
-            written.attempted,
+            "{unwritten} of {due} score(s) not written back: {} batch(es) failed after retries, \
+             {} item(s) refused by the CRM, {} not sent after the daily limit (they are sent \
+             again next cycle)",
             written.failed_batches.len(),
-            written.refused.len()
+            written.refused.len(),
+            written.not_sent
         ));
     }
     reasons

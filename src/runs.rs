@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::store::{Store, precise_timestamp};
+use crate::store::{Store, timestamp};
 use crate::surveys::outbox::State;
 
 /// A `SELECT` of every column a [`RunRecord`] needs, followed by the rest of the query.
@@ -191,19 +191,25 @@ impl Store {
     /// Marks the unfinished runs of `command` as interrupted; returns how many there were.
     ///
     /// Only the holder of the scheduler lease calls this, for the daemon's own runs: no other
-    /// live process can be in the middle of one.
+    /// live process can be in the middle of one. When the process running one died is not
+    /// known (only that it stopped renewing the lease), so the run gets no end time: the
+    /// reason says when it was found and marked, as that time and no more.
     pub async fn interrupt_unfinished_runs(
         &self,
         command: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<u64> {
+        let reason = format!(
+            "the process running it stopped before it finished, at a time not known; marked \
+             interrupted at {} by the instance that took the scheduler over",
+            timestamp(now)
+        );
         let result = sqlx::query(
-            "UPDATE runs SET status = 'interrupted', finished_at = $2,
-                 reason = 'the process running it stopped before it finished'
+            "UPDATE runs SET status = 'interrupted', finished_at = NULL, reason = $2
              WHERE status = 'running' AND command = $1",
         )
         .bind(command)
-        .bind(precise_timestamp(now))
+        .bind(reason)
         .execute(self.pool())
         .await
         .context("failed to mark unfinished runs as interrupted")?;

@@ -183,7 +183,17 @@ struct RawWriteback {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCycle {
+    #[serde(deserialize_with = "number_or_nan")]
     min_book_share: f64,
+}
+
+/// A float setting, with `nan` and `inf` read back as NaN. The merged settings pass through a
+/// JSON tree to name the key of an error, and JSON holds neither, so they arrive as null; the
+/// key's own check then says what a valid value is, instead of "invalid type: null".
+pub(crate) fn number_or_nan<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<f64, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(|value| value.unwrap_or(f64::NAN))
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +224,7 @@ impl Settings {
                     format!("{} is not a readable file", path.display()),
                 ));
             }
+            check_numbers(path)?;
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
         let environment = Environment::with_prefix("TOUCHPOINT")
@@ -237,7 +248,14 @@ impl Settings {
             .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
         let raw: RawSettings = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::new(key, e.into_inner().to_string())
+            let problem = e.into_inner().to_string();
+            match problem.strip_prefix("invalid type: null, expected ") {
+                Some(expected) => ConfigError::new(
+                    key,
+                    format!("NaN and infinity are not numbers here; give {expected}"),
+                ),
+                None => ConfigError::new(key, problem),
+            }
         })?;
         Self::from_raw(raw)
     }
@@ -417,12 +435,64 @@ fn at_least(key: &str, value: u64, minimum: u64) -> Result<u64, ConfigError> {
     Ok(value)
 }
 
-fn share(key: &str, value: f64) -> Result<f64, ConfigError> {
+/// A share: a number from 0 to 1 (NaN is none).
+pub(crate) fn share(key: &str, value: f64) -> Result<f64, ConfigError> {
     if !(0.0..=1.0).contains(&value) {
+        let given = if value.is_finite() {
+            value.to_string()
+        } else {
+            "NaN or infinity".to_owned()
+        };
         return Err(ConfigError::new(
             key,
-            format!("{value} is not a share between 0 and 1"),
+            format!("must be a number between 0 and 1, not {given}"),
         ));
     }
     Ok(value)
+}
+
+/// Finds an integer in a user file too large for any setting, and names its key. The TOML
+/// reader of the `config` crate refuses such a file as a whole without saying where, so this
+/// reads the file once more to find the key. A file that does not parse is left to that
+/// reader, whose message says where the syntax is wrong.
+fn check_numbers(path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let Ok(table) = toml::de::DeTable::parse(&text) else {
+        return Ok(());
+    };
+    oversized_integer(table.get_ref(), "").map_or(Ok(()), |(key, raw)| {
+        Err(ConfigError::new(
+            key,
+            format!("{raw} is too large a number for any setting"),
+        ))
+    })
+}
+
+/// The dotted key and text of the first integer under `table` that does not fit 64 bits.
+fn oversized_integer(table: &toml::de::DeTable<'_>, prefix: &str) -> Option<(String, String)> {
+    table.iter().find_map(|(name, value)| {
+        let key = if prefix.is_empty() {
+            name.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", name.get_ref())
+        };
+        oversized_in(value.get_ref(), key)
+    })
+}
+
+fn oversized_in(value: &toml::de::DeValue<'_>, key: String) -> Option<(String, String)> {
+    match value {
+        toml::de::DeValue::Integer(number) => {
+            let fits = i64::from_str_radix(number.as_str(), number.radix()).is_ok();
+            (!fits).then(|| (key, number.as_str().to_owned()))
+        }
+        toml::de::DeValue::Table(table) => oversized_integer(table, &key),
+        toml::de::DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| oversized_in(item.get_ref(), format!("{key}[{i}]"))),
+        _ => None,
+    }
 }

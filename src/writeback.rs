@@ -3,7 +3,8 @@
 //! Only accounts whose score, band or measures differ from what the CRM last accepted are sent,
 //! in batches of at most the contract's 100 items, several batches in flight at once. The CRM
 //! answers a status per item; only items it stored (`200`) are marked as written, so a refused
-//! or failed item is sent again next cycle.
+//! or failed item is sent again next cycle. Once the CRM answers with its daily limit, the
+//! batches still waiting are not sent at all (they too go next cycle).
 
 use std::collections::HashMap;
 
@@ -92,6 +93,8 @@ pub struct WritebackReport {
     pub refused: Vec<(String, u16)>,
     /// Batches that failed as a whole after their retries, with the reason.
     pub failed_batches: Vec<String>,
+    /// Items not sent at all because the CRM's daily limit was reached earlier in the run.
+    pub not_sent: usize,
 }
 
 /// Sends every item it receives, batch by batch, several batches in flight at once, and
@@ -112,14 +115,21 @@ pub async fn write_back(
     let client = &client;
     let answers = batches
         .map(|batch| async move {
+            if client.daily_limit_reached() {
+                return (batch, None);
+            }
             let answer = put_batch(client, &batch).await;
-            (batch, answer)
+            (batch, Some(answer))
         })
         .buffer_unordered(settings.concurrency.max(1));
     let mut answers = std::pin::pin!(answers);
 
     let mut report = WritebackReport::default();
     while let Some((batch, answer)) = answers.next().await {
+        let Some(answer) = answer else {
+            report.not_sent += batch.len();
+            continue;
+        };
         report.attempted += batch.len();
         match answer {
             Ok(results) => record_results(&mut report, &batch, results),

@@ -71,7 +71,8 @@ pub enum Command {
     Preview(surveys::PreviewArgs),
     /// Serve only the survey answer and unsubscribe pages (on web.bind) until interrupted.
     ServeAnswers,
-    /// List survey emails in the outbox, or settle one left in `sending` by a stopped run.
+    /// List survey emails in the outbox, settle one left in `sending` by a stopped run, or
+    /// send failed ones again once their cause is fixed.
     Outbox(surveys::OutboxArgs),
     /// Serve the sandbox CRM: generated (or CSV) data behind the REST contract.
     Sandbox(SandboxArgs),
@@ -101,8 +102,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// How many of the latest runs to print.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    /// How many of the latest runs to print (at least 1).
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub last: u32,
     /// Print this one run in full, with every record it rejected and why.
     #[arg(long, value_name = "ID")]
@@ -155,9 +157,14 @@ pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// Loads the settings and checks, besides, what only `cycle` and `run` would meet: the jobs
+/// against their schedules, and the SMTP credentials in the environment.
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
     daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
+    if matches!(settings.mail.backend, crate::mail::Backend::Smtp(_)) {
+        crate::mail::check_credentials()?;
+    }
     describe_config(&mut std::io::stdout().lock(), &settings).context(STDOUT)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -464,7 +471,8 @@ async fn release_breaker(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let was = store.flag(crate::tasks::BREAKER_FLAG).await?;
     if store.clear_flag(crate::tasks::BREAKER_FLAG).await? {
         emit(&format!(
-            "released the mass-change breaker ({}); the next cycle opens the held tasks\n",
+            "released the mass-change breaker (tripped {}); the next cycle opens the held \
+             tasks\n",
             was.unwrap_or_default()
         ))?;
     } else {

@@ -423,20 +423,17 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
         tasks.skipped.len()
     );
     if let Some(breaker) = tasks.breaker.as_ref().filter(|b| b.tripped) {
-        let _ = writeln!(
-            out,
-            "  !! MASS-CHANGE BREAKER: {} accounts turned red (limit {}). Health-driven tasks \
-             are held; check the data, then run `touchpoint release-breaker`.",
-            breaker.turned_red, breaker.limit
-        );
+        let _ = writeln!(out, "  !! {}", breaker.describe());
     }
     if report.mode == Mode::Act {
         let _ = writeln!(
             out,
-            "  CRM: {} confirmed ({} already there), {} failed, {} closings reconciled",
+            "  CRM: {} confirmed ({} already there), {} failed, {} not sent (daily limit), {} \
+             closings reconciled",
             tasks.confirmed,
             tasks.already_there,
             tasks.failures.len(),
+            tasks.not_sent,
             tasks.reconciled
         );
     }

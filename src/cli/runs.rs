@@ -4,7 +4,6 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::Output;
@@ -48,6 +47,7 @@ fn table(runs: &[RunRecord]) -> String {
     if runs.is_empty() {
         return "no runs yet\n".to_owned();
     }
+    let unknown_end = runs.iter().any(|run| ended(run) == "unknown");
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -70,7 +70,7 @@ fn table(runs: &[RunRecord]) -> String {
             "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>5} {:>8}  {}",
             run.id,
             timestamp(run.started_at),
-            time_or_dash(run.finished_at),
+            ended(run),
             duration(run.duration_ms),
             run.status,
             count("scored"),
@@ -79,6 +79,13 @@ fn table(runs: &[RunRecord]) -> String {
             count("tasks_opened"),
             count("rejected"),
             run.reason.as_deref().unwrap_or(""),
+        );
+    }
+    if unknown_end {
+        let _ = writeln!(
+            out,
+            "\nENDED unknown: the process died during the run; when is not known, and the \
+             reason says when another instance found it and marked it interrupted."
         );
     }
     out
@@ -92,7 +99,7 @@ fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
         let _ = writeln!(out, "  reason: {reason}");
     }
     let _ = writeln!(out, "  started: {}", timestamp(run.started_at));
-    let _ = writeln!(out, "  ended: {}", time_or_dash(run.finished_at));
+    let _ = writeln!(out, "  ended: {}", ended(run));
     let _ = writeln!(out, "  duration: {}", duration(run.duration_ms));
     let _ = writeln!(out, "  scored as of: {}", run.as_of);
     let _ = writeln!(out, "  source: {}", run.source);
@@ -116,8 +123,14 @@ fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
     out
 }
 
-fn time_or_dash(at: Option<DateTime<Utc>>) -> String {
-    at.map_or("-".to_owned(), timestamp)
+/// When a run ended: `-` while it runs, `unknown` for a run whose process died (the reason
+/// says when that was found), which has no honest end time to show.
+fn ended(run: &RunRecord) -> String {
+    match run.finished_at {
+        Some(at) => timestamp(at),
+        None if run.status == "interrupted" => "unknown".to_owned(),
+        None => "-".to_owned(),
+    }
 }
 
 fn duration(ms: Option<i64>) -> String {

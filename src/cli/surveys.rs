@@ -14,7 +14,7 @@ use crate::settings::{Settings, SourceKind};
 use crate::source::{CsvSource, RestClient, Source};
 use crate::store::Store;
 use crate::surveys::cadence::{Email, normalise_address};
-use crate::surveys::outbox::{Resolution, State};
+use crate::surveys::outbox::{Resolution, Settled, State};
 use crate::surveys::token::LinkSigner;
 use crate::surveys::{compose, parse_survey};
 use crate::telemetry::mask_email;
@@ -50,12 +50,26 @@ pub struct OutboxArgs {
     /// failed_permanent or skipped.
     #[arg(long)]
     pub state: Option<String>,
-    /// Settle the email with this key, which a stopped run left in `sending`.
-    #[arg(long, value_name = "KEY", requires = "resolution")]
+    /// Settle the email with this key: one a stopped run left in `sending`, or (with
+    /// `--as retry`) one that failed permanently, once the cause is fixed.
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "resolution",
+        conflicts_with = "retry_failed"
+    )]
     pub resolve: Option<String>,
     /// How to settle it.
     #[arg(long = "as", value_enum, requires = "resolve")]
     pub resolution: Option<ResolutionArg>,
+    /// Send every failed_permanent email again on the next cycle (after fixing the relay,
+    /// say), except those whose grace period has ended or whose address is suppressed.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// With --retry-failed: only the emails of this wave (as `touchpoint outbox` lists it,
+    /// e.g. 6m or 2025-Q1).
+    #[arg(long, value_name = "WAVE", requires = "retry_failed")]
+    pub wave: Option<String>,
 }
 
 /// `touchpoint preview`: renders one email as it would go out and prints it.
@@ -175,21 +189,13 @@ pub async fn serve_answers(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `touchpoint outbox`: lists rows, or settles one.
+/// `touchpoint outbox`: lists rows, settles one, or retries the permanent failures.
 pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<ExitCode> {
     if let (Some(key), Some(resolution)) = (&args.resolve, args.resolution) {
-        let store = Store::open(&settings.store).await?;
-        let resolution = match resolution {
-            ResolutionArg::Sent => Resolution::Sent,
-            ResolutionArg::Retry => Resolution::Retry,
-            ResolutionArg::Skipped => Resolution::Skipped,
-        };
-        if store.resolve(key, resolution).await? {
-            super::emit(&format!("settled {key}\n"))?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        eprintln!("{key} is not in the sending state; nothing changed");
-        return Ok(ExitCode::FAILURE);
+        return resolve(&settings, key, resolution).await;
+    }
+    if args.retry_failed {
+        return retry_failed(&settings, args.wave.as_deref()).await;
     }
 
     let states: Vec<State> = match &args.state {
@@ -223,5 +229,68 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
         .context(super::STDOUT)?;
     }
     out.flush().context(super::STDOUT)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `touchpoint outbox --resolve KEY --as ...`: settles one email, or says why it cannot.
+async fn resolve(
+    settings: &Settings,
+    key: &str,
+    resolution: ResolutionArg,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&settings.store).await?;
+    let resolution = match resolution {
+        ResolutionArg::Sent => Resolution::Sent,
+        ResolutionArg::Retry => Resolution::Retry,
+        ResolutionArg::Skipped => Resolution::Skipped,
+    };
+    let why = match store.resolve(key, resolution, Utc::now()).await? {
+        Settled::Done => {
+            super::emit(&format!("settled {key}\n"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Settled::Unknown => {
+            format!("there is no survey email {key}; `touchpoint outbox` lists them")
+        }
+        Settled::WrongState { state } if resolution == Resolution::Retry => {
+            format!("{key} is {state}: only emails in sending or failed_permanent can be retried")
+        }
+        Settled::WrongState { state } => format!(
+            "{key} is {state}: only an email left in sending can be settled as sent or skipped"
+        ),
+        Settled::Closed { closes_at } => format!(
+            "{key} cannot be sent again: its wave's grace period ended at {closes_at}, and a \
+             wave is never sent late"
+        ),
+        Settled::Suppressed { reason } => {
+            format!("{key} cannot be sent again: its address is suppressed ({reason})")
+        }
+    };
+    eprintln!("{why}; nothing changed");
+    Ok(ExitCode::FAILURE)
+}
+
+/// `touchpoint outbox --retry-failed [--wave W]`: plans the permanent failures again.
+async fn retry_failed(settings: &Settings, wave: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&settings.store).await?;
+    let report = store.retry_failed(wave, Utc::now()).await?;
+    let scope = wave.map_or(String::new(), |w| format!(" of wave {w}"));
+    let mut text = format!(
+        "{} failed_permanent email(s){scope} planned again; the next cycle sends them\n",
+        report.retried
+    );
+    if report.closed > 0 {
+        text.push_str(&format!(
+            "{} left failed: their wave's grace period has ended, and a wave is never sent late\n",
+            report.closed
+        ));
+    }
+    if report.suppressed > 0 {
+        text.push_str(&format!(
+            "{} left failed: their address is suppressed (a hard bounce or an unsubscribe)\n",
+            report.suppressed
+        ));
+    }
+    super::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -83,8 +83,19 @@ impl DaemonSettings {
             .jobs
             .into_iter()
             .map(|(name, job)| {
+                let key = format!("daemon.jobs.{name}.schedule");
                 let schedule = Schedule::parse(&job.schedule, timezone)
-                    .map_err(|e| ConfigError::new(format!("daemon.jobs.{name}.schedule"), e))?;
+                    .map_err(|e| ConfigError::new(&key, e))?;
+                if job.enabled && schedule.next_after(Utc::now()).is_none() {
+                    return Err(ConfigError::new(
+                        key,
+                        format!(
+                            "{:?} never fires (no date matches it, such as 30 February); fix \
+                             it, or set daemon.jobs.{name}.enabled = false",
+                            schedule.expression()
+                        ),
+                    ));
+                }
                 let settings = JobSettings {
                     enabled: job.enabled,
                     schedule,

@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use settings::{Backend, MailSettings, SmtpSettings, TlsMode};
 
+use crate::settings::ConfigError;
 use crate::telemetry::mask_email;
 
 pub const USERNAME_VARIABLE: &str = "TOUCHPOINT_SMTP_USERNAME";
@@ -107,8 +108,14 @@ impl Mailer {
     }
 }
 
-/// Both SMTP variables, or neither.
-fn credentials() -> anyhow::Result<Option<Credentials>> {
+/// Checks the SMTP credentials in the environment as the SMTP backend will read them, for
+/// `check-config`: both variables or neither.
+pub fn check_credentials() -> Result<(), ConfigError> {
+    credentials().map(drop)
+}
+
+/// Both SMTP variables, or neither; the error names the one that is missing.
+fn credentials() -> Result<Option<Credentials>, ConfigError> {
     let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     match (
         read(USERNAME_VARIABLE),
@@ -119,12 +126,14 @@ fn credentials() -> anyhow::Result<Option<Credentials>> {
             password.expose_secret().to_owned(),
         ))),
         (None, None) => Ok(None),
-        (Some(_), None) => {
-            anyhow::bail!("{USERNAME_VARIABLE} is set but {PASSWORD_VARIABLE} is not")
-        }
-        (None, Some(_)) => {
-            anyhow::bail!("{PASSWORD_VARIABLE} is set but {USERNAME_VARIABLE} is not")
-        }
+        (Some(_), None) => Err(ConfigError::new(
+            PASSWORD_VARIABLE,
+            format!("is not set, but {USERNAME_VARIABLE} is: SMTP needs both or neither"),
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            USERNAME_VARIABLE,
+            format!("is not set, but {PASSWORD_VARIABLE} is: SMTP needs both or neither"),
+        )),
     }
 }
 
@@ -154,12 +163,45 @@ fn tls_parameters(host: &str) -> anyhow::Result<TlsParameters> {
         .with_context(|| format!("failed to set up TLS for the SMTP server {host}"))
 }
 
+/// A display name a header can carry, from one a CRM sent: line breaks, tabs and other
+/// whitespace become single spaces, any other control character (NUL, DEL...) is dropped, and
+/// `None` is left when nothing remains. The mail library cannot encode a line break in a name
+/// (it panics building the header) and mangles the address behind a NUL, so a name must never
+/// reach it raw; the address alone is enough to deliver the email.
+pub fn display_name(raw: Option<&str>) -> Option<String> {
+    let spaced: String = raw?
+        .chars()
+        .filter(|c| c.is_whitespace() || !c.is_control())
+        .collect();
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
 /// Builds the message: multipart/alternative (plain text, then HTML), RFC 2047 encoded
 /// headers where they are not ASCII, and the RFC 8058 one-click unsubscribe headers.
+///
+/// The recipient's display name comes from the CRM: it is cleaned with [`display_name`], and
+/// should the library still refuse the `To` header with it, the email is built with the bare
+/// address instead, since a name is never a reason not to send.
 pub fn build(settings: &MailSettings, email: &Outgoing) -> anyhow::Result<Message> {
+    let name = display_name(email.to.name.as_deref());
+    let to = Mailbox::new(name, email.to.email.clone());
+    match build_to(settings, email, &to) {
+        Err(error) if to.name.is_some() => {
+            tracing::debug!(
+                "the recipient's display name does not fit a header ({error:#}); \
+                 the email goes to the bare address"
+            );
+            build_to(settings, email, &Mailbox::new(None, to.email))
+        }
+        built => built,
+    }
+}
+
+fn build_to(settings: &MailSettings, email: &Outgoing, to: &Mailbox) -> anyhow::Result<Message> {
     let mut builder = Message::builder()
         .from(settings.from.clone())
-        .to(email.to.clone())
+        .to(to.clone())
         .subject(email.subject.clone())
         .message_id(Some(format!("<{}>", email.message_id)))
         .header(ListUnsubscribe(format!("<{}>", email.unsubscribe_url)))
@@ -333,6 +375,126 @@ mod tests {
         assert_eq!(enhanced_status("(550): version 1.2 of z***@e***.com"), None);
         assert_eq!(enhanced_status("(550): 10.0.0.1 refused"), None);
         assert_eq!(enhanced_status("(550): no code here"), None);
+    }
+
+    fn default_mail() -> MailSettings {
+        let settings = crate::settings::Settings::load_from(None, Some(Default::default()));
+        settings.expect("the defaults load").mail
+    }
+
+    fn outgoing_to(name: &str) -> Outgoing {
+        Outgoing {
+            to: Mailbox::new(
+                Some(name.to_owned()),
+                "zoe@example.com".parse().expect("ok"),
+            ),
+            subject: "How likely are you to recommend us?".into(),
+            html: "<p>Hello</p>".into(),
+            text: "Hello".into(),
+            message_id: "tp.0123@example.com".into(),
+            unsubscribe_url: "https://answers.example.com/u/token".into(),
+        }
+    }
+
+    /// The `To` header of a built message, unfolded.
+    fn to_header(message: &Message) -> String {
+        let raw = String::from_utf8(message.formatted()).expect("UTF-8");
+        let headers = raw.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+        let unfolded = headers.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded
+            .lines()
+            .find(|line| line.starts_with("To:"))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn control_characters_in_a_crm_name_are_dropped_and_the_email_still_builds() {
+        let mail = default_mail();
+        let cases = [
+            ("Zoe\r\nBcc: eve@example.net", "Zoe Bcc: eve@example.net"),
+            ("Zo\u{0}e Smith", "Zoe Smith"),
+            ("Zoe\tSmith\u{7f}", "Zoe Smith"),
+            ("Zoe\u{85}Smith\u{2028}", "Zoe Smith"),
+            ("\r\n", ""),
+        ];
+        for (raw, shown) in cases {
+            let message = build(&mail, &outgoing_to(raw)).expect("the email builds");
+
+            let to = to_header(&message);
+            let raw = message.formatted();
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&raw)
+                .expect("parses");
+            let name = parsed.to().and_then(|a| a.first()).and_then(|a| a.name());
+            let address = parsed
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address());
+            assert_eq!(address, Some("zoe@example.com"), "{raw:?}: {to}");
+            assert_eq!(name.unwrap_or_default(), shown, "{raw:?}: {to}");
+            assert!(parsed.bcc().is_none(), "no header injected: {to}");
+        }
+    }
+
+    #[test]
+    fn display_names_lose_control_characters_only() {
+        assert_eq!(
+            display_name(Some("Zoë  Ångström")),
+            Some("Zoë Ångström".into())
+        );
+        assert_eq!(display_name(Some("A\u{0}B\nC")), Some("AB C".into()));
+        assert_eq!(display_name(Some(" \t\u{1b} ")), None);
+        assert_eq!(display_name(None), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_crm_name_builds_an_email_to_the_same_address(
+            chars in proptest::collection::vec(proptest::char::any(), 0..40)
+        ) {
+            let name: String = chars.into_iter().collect();
+            let message = build(&default_mail(), &outgoing_to(&name)).expect("the email builds");
+            let to: Vec<String> = message.envelope().to().iter().map(ToString::to_string).collect();
+            proptest::prop_assert_eq!(to, vec!["zoe@example.com".to_owned()]);
+        }
+    }
+
+    #[test]
+    fn a_control_character_in_the_sender_stops_start_up_naming_the_key() {
+        use crate::settings::Settings;
+        let cases = [
+            (
+                "TOUCHPOINT__MAIL__FROM_NAME",
+                "Customer\nSuccess",
+                "mail.from_name",
+            ),
+            (
+                "TOUCHPOINT__MAIL__FROM_NAME",
+                "Customer\u{0}Success",
+                "mail.from_name",
+            ),
+            (
+                "TOUCHPOINT__MAIL__FROM_ADDRESS",
+                "cs@example.com\r\n",
+                "mail.from_address",
+            ),
+            (
+                "TOUCHPOINT__MAIL__REPLY_TO",
+                "help@example.com\n",
+                "mail.reply_to",
+            ),
+        ];
+        for (variable, value, key) in cases {
+            let env = [(variable.to_owned(), value.to_owned())]
+                .into_iter()
+                .collect();
+            let Err(error) = Settings::load_from(None, Some(env)) else {
+                panic!("{variable}={value:?} was accepted");
+            };
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.problem.contains("control character"), "{error}");
+        }
     }
 
     #[test]

@@ -94,10 +94,16 @@ impl MailSettings {
                 ));
             }
         };
-        let from = mailbox("mail.from_address", &raw.from_address, &raw.from_name)?;
+        let from = mailbox(
+            ("mail.from_address", &raw.from_address),
+            ("mail.from_name", &raw.from_name),
+        )?;
         let reply_to = match raw.reply_to.trim() {
             "" => None,
-            address => Some(mailbox("mail.reply_to", address, "")?),
+            _ => Some(mailbox(
+                ("mail.reply_to", &raw.reply_to),
+                ("mail.reply_to", ""),
+            )?),
         };
         if raw.max_attempts == 0 {
             return Err(ConfigError::new("mail.max_attempts", "must be at least 1"));
@@ -182,11 +188,33 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn mailbox(key: &str, address: &str, name: &str) -> Result<Mailbox, ConfigError> {
-    let address = address
-        .trim()
-        .parse()
-        .map_err(|e| ConfigError::new(key, format!("{address:?} is not an address: {e}")))?;
+/// A sender or reply-to mailbox from its `(key, value)` address and display name.
+///
+/// A control character (a line break, a tab, NUL) is refused in either: a header cannot carry
+/// one, and the mail library cannot encode it, so it would stop every send instead of one.
+fn mailbox(
+    (address_key, address): (&str, &str),
+    (name_key, name): (&str, &str),
+) -> Result<Mailbox, ConfigError> {
+    no_control_characters(address_key, address)?;
+    no_control_characters(name_key, name)?;
+    let address = address.trim().parse().map_err(|e| {
+        ConfigError::new(address_key, format!("{address:?} is not an address: {e}"))
+    })?;
     let name = Some(name.trim().to_owned()).filter(|n| !n.is_empty());
     Ok(Mailbox::new(name, address))
+}
+
+fn no_control_characters(key: &str, value: &str) -> Result<(), ConfigError> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(ConfigError::new(
+            key,
+            format!(
+                "holds the control character {:?} (U+{:04X}); a mail header cannot carry line \
+                 breaks, tabs or other control characters",
+                c, c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
 }

@@ -66,6 +66,9 @@ pub struct SandboxArgs {
     /// Share of PUT /v1/health items refused with a 422 (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub refuse_health_share: f64,
+    /// Serve this many /v1/ writes, then answer every further one with a daily-limit 429.
+    #[arg(long, value_name = "N")]
+    pub daily_write_limit: Option<u32>,
 }
 
 impl SandboxArgs {
@@ -86,6 +89,7 @@ impl SandboxArgs {
                 hang: self.hang,
                 write_error_share: self.write_error_share,
                 refuse_health_share: self.refuse_health_share,
+                daily_write_limit: self.daily_write_limit,
             },
         }
     }

@@ -45,6 +45,10 @@ use super::state::App;
 /// - `refuse_health_share = p`: about a share p of the items of `PUT /v1/health` are answered
 ///   `422` (invalid item) while the others are stored. Which accounts is decided by a hash of
 ///   the account id, so the same account is refused every time.
+/// - `daily_write_limit = N`: a daily quota of writes. Writes 1 to N (numbered like
+///   `write_error_share`'s) are served; every later one gets 429 `rate_limited` with
+///   `"policy": "daily"` and `Retry-After: retry_after_secs` (at least 1), until the faults
+///   are set again, which is the sandbox's "next day".
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -66,6 +70,8 @@ pub struct Faults {
     pub write_error_share: f64,
     /// Share of health items refused with a 422, 0.0 to 1.0.
     pub refuse_health_share: f64,
+    /// Writes served before every further one gets a daily-limit 429.
+    pub daily_write_limit: Option<u32>,
 }
 
 impl Faults {
@@ -102,6 +108,12 @@ impl Faults {
         self.refuse_health_share > 0.0
             && hash::unit(hash::hash_text(&format!("health\u{0}{account_id}")))
                 < self.refuse_health_share
+    }
+
+    /// Whether write number `n` (from 1) is past the daily quota.
+    fn over_daily_limit(&self, n: u64) -> bool {
+        self.daily_write_limit
+            .is_some_and(|limit| n > u64::from(limit))
     }
 
     fn rate_limits(&self, n: u64) -> bool {
@@ -177,6 +189,9 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
     }
     if request.method() == Method::PUT {
         let write = app.write_counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if faults.over_daily_limit(write) {
+            return daily_limited(faults.retry_after_secs.max(1), write);
+        }
         if faults.write_errs(write) {
             return server_error(write, faults.write_error_share);
         }
@@ -191,6 +206,17 @@ fn rate_limited(retry_after: u32, n: u64) -> Response {
         format!("request {n} hit the sandbox's burst limit; retry after {retry_after} s"),
     )
     .with("policy", json!("burst"));
+    problem.retry_after = Some(retry_after);
+    problem.into_response()
+}
+
+fn daily_limited(retry_after: u32, write: u64) -> Response {
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("write {write} is over the sandbox's daily write quota"),
+    )
+    .with("policy", json!("daily"));
     problem.retry_after = Some(retry_after);
     problem.into_response()
 }
@@ -244,6 +270,17 @@ mod tests {
         };
         assert!((1..=20).all(|n| faults.write_errs(n)));
         assert!((1..=20).all(|n| !faults.errs(n)), "reads are untouched");
+    }
+
+    #[test]
+    fn a_daily_write_limit_serves_that_many_writes_and_no_more() {
+        let faults = Faults {
+            daily_write_limit: Some(3),
+            ..Faults::default()
+        };
+        let limited: Vec<u64> = (1..=6).filter(|n| faults.over_daily_limit(*n)).collect();
+        assert_eq!(limited, vec![4, 5, 6]);
+        assert!(!Faults::default().over_daily_limit(1_000_000));
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //!
 //! It owns transport concerns only: timeouts, gzip, a cap on response size, a client-side
 //! request rate, retries with capped exponential backoff and jitter (5xx, 423, timeouts),
-//! `Retry-After` on 429 (the same request, and so the same cursor, is sent again), and the
-//! detection of a cursor that repeats. What the rows mean is the puller's business; a row that
-//! does not parse is handed on as a [`Rejected`] record so that one bad row costs one record.
+//! `Retry-After` on 429 (the same request, and so the same cursor, is sent again), a daily
+//! limit that stops every later request of the run, and the detection of a cursor that
+//! repeats. What the rows mean is the puller's business; a row that does not parse is handed
+//! on as a [`Rejected`] record so that one bad row costs one record.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -52,6 +53,11 @@ pub struct RestClient {
     limiter: Arc<DefaultDirectRateLimiter>,
     settings: SourceSettings,
     stats: Arc<ClientStats>,
+    /// The `Retry-After` of the first 429 with `"policy": "daily"`. From then on every request
+    /// of this client (and its clones) fails at once with that error instead of being sent:
+    /// the CRM's quota is spent for the day, and each further write would only cost another
+    /// refusal. A client lives for one cycle or job run, so the next one asks the CRM again.
+    daily_limit: Arc<OnceLock<Duration>>,
 }
 
 /// The RFC 9457 problem body, as far as the client needs it.
@@ -83,7 +89,13 @@ impl RestClient {
             limiter: Arc::new(limiter),
             settings: settings.clone(),
             stats: Arc::default(),
+            daily_limit: Arc::default(),
         })
+    }
+
+    /// Whether the CRM answered this client with a daily limit (see `daily_limit`).
+    pub fn daily_limit_reached(&self) -> bool {
+        self.daily_limit.get().is_some()
     }
 
     pub fn base_url(&self) -> &Url {
@@ -213,6 +225,12 @@ impl RestClient {
             what: format!("url for {path}"),
             reason: e.to_string(),
         })?;
+        if let Some(wait) = self.daily_limit.get() {
+            return Err(SourceError::RateLimited {
+                retry_after: *wait,
+                daily: true,
+            });
+        }
         let attempt = || self.attempt(method.clone(), url.clone(), query, body.clone());
         let longest_wait = self.settings.max_retry_after;
 
@@ -311,10 +329,16 @@ impl RestClient {
         match status.as_u16() {
             429 => {
                 self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                SourceError::RateLimited {
-                    retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
-                    daily: problem.policy.as_deref() == Some("daily"),
+                let retry_after = retry_after.unwrap_or(Duration::from_secs(1));
+                let daily = problem.policy.as_deref() == Some("daily");
+                if daily && self.daily_limit.set(retry_after).is_ok() {
+                    tracing::warn!(
+                        retry_after_secs = retry_after.as_secs(),
+                        "the CRM's daily request limit is reached: no further request is sent \
+                         in this run"
+                    );
                 }
+                SourceError::RateLimited { retry_after, daily }
             }
             401 => SourceError::Unauthorized,
             403 => SourceError::Forbidden,

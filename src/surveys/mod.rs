@@ -383,6 +383,15 @@ pub fn compose(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outgoing> {
     let web = &settings.web;
+    let recipient_name = mail::display_name(email.display_name.as_deref());
+    if email
+        .display_name
+        .as_deref()
+        .is_some_and(|name| name.chars().any(char::is_control))
+    {
+        tracing::debug!(outbox.key = %email.key,
+            "dropped control characters from the recipient's display name");
+    }
     let answer_expires = now + web.answer_link_life;
     let answer = web.answer_url(&signer.sign(Purpose::Answer, &email.key, answer_expires));
     let unsubscribe_expires = now + web.unsubscribe_link_life;
@@ -396,7 +405,7 @@ pub fn compose(
             .name
             .clone()
             .unwrap_or_else(|| settings.mail.from.email.to_string()),
-        recipient_name: email.display_name.clone(),
+        recipient_name: recipient_name.clone(),
         account_name: email.account_name.clone(),
         scores: (0..=10)
             .map(|score| ScoreLink {
@@ -420,8 +429,12 @@ pub fn compose(
         .parse()
         .with_context(|| format!("{} is not an address", mask_email(&email.recipient)))?;
     Ok(Outgoing {
-        to: Mailbox::new(email.display_name.clone(), address),
-        subject: rendered.subject,
+        to: Mailbox::new(recipient_name, address),
+        subject: rendered
+            .subject
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect(),
         html: rendered.html,
         text: rendered.text,
         message_id: message_id(&settings.mail, &email.key),

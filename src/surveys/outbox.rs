@@ -13,8 +13,11 @@
 //! - `failed_transient`: a temporary failure (SMTP 4xx, lost connection, timeout, TLS).
 //!   Retried from `next_attempt_at`, with backoff, within the grace period and
 //!   `mail.max_attempts`.
-//! - `failed_permanent`: a permanent failure (SMTP 5xx), or too many temporary ones. Final; a
-//!   5xx refusing the recipient's mailbox also suppresses the address.
+//! - `failed_permanent`: a permanent failure (SMTP 5xx), or too many temporary ones. Final
+//!   unless an operator retries it once the cause is fixed (a relay that refused us, say:
+//!   `touchpoint outbox --resolve KEY --as retry`, or `--retry-failed` for many), and only
+//!   while its wave's grace period lasts; a 5xx refusing the recipient's mailbox also
+//!   suppresses the address, and a suppressed address is never retried.
 //! - `skipped`: never sent, because the wave was missed by more than the grace period, the
 //!   grace period ended while it waited, or an operator skipped it. Final.
 //!
@@ -119,7 +122,8 @@ pub struct OutboxRow {
     pub updated_at: String,
 }
 
-/// How an operator settles a row left in `sending`.
+/// How an operator settles a row left in `sending` (or, for `Retry`, a `failed_permanent`
+/// one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
     /// The relay's log shows it went out.
@@ -128,6 +132,38 @@ pub enum Resolution {
     Retry,
     /// Leave it unsent.
     Skipped,
+}
+
+/// What [`Store::resolve`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Done,
+    /// No survey email has this key.
+    Unknown,
+    /// The email is in a state the resolution does not apply to: only `sending` rows are
+    /// settled, and only `failed_permanent` rows are retried besides.
+    WrongState {
+        state: String,
+    },
+    /// A retry came too late: the wave's grace period ended at `closes_at`.
+    Closed {
+        closes_at: String,
+    },
+    /// A retry of an email whose address is suppressed (a hard bounce, an unsubscribe).
+    Suppressed {
+        reason: String,
+    },
+}
+
+/// What [`Store::retry_failed`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryReport {
+    /// Emails planned again.
+    pub retried: u64,
+    /// Emails left failed because their wave's grace period has ended.
+    pub closed: u64,
+    /// Emails left failed because their address is suppressed.
+    pub suppressed: u64,
 }
 
 /// How a send attempt ended.
@@ -453,26 +489,117 @@ impl Store {
         Ok(row.as_ref().map(outbox_row))
     }
 
-    /// Settles a row left in `sending`; false when the key is not in `sending`.
-    pub async fn resolve(&self, key: &str, resolution: Resolution) -> anyhow::Result<bool> {
+    /// Settles one email as an operator asks: a row left in `sending` as sent, retried or
+    /// skipped, or a `failed_permanent` row retried once the cause (a relay that refused us,
+    /// say) is fixed. A retry is refused once the wave's grace period has ended (`now` is
+    /// past its `closes_at`) and while the address is suppressed; nothing else changes then.
+    pub async fn resolve(
+        &self,
+        key: &str,
+        resolution: Resolution,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Settled> {
         let (state, reason) = match resolution {
             Resolution::Sent => ("sent", "an operator confirmed it was sent"),
             Resolution::Retry => ("planned", "an operator asked for it to be sent again"),
             Resolution::Skipped => ("skipped", "an operator skipped it"),
         };
+        let retry = resolution == Resolution::Retry;
         let result = sqlx::query(
             "UPDATE survey_outbox SET state = $2, reason = $3, updated_at = $4,
-                 sent_at = CASE WHEN $2 = 'sent' THEN sent_at ELSE NULL END
-             WHERE key = $1 AND state = 'sending'",
+                 sent_at = CASE WHEN $2 = 'sent' THEN sent_at ELSE NULL END,
+                 next_attempt_at = CASE WHEN $2 = 'sent' THEN next_attempt_at ELSE NULL END,
+                 attempts = CASE WHEN state = 'failed_permanent' THEN 0 ELSE attempts END
+             WHERE key = $1
+               AND (state = 'sending' OR ($6 AND state = 'failed_permanent'))
+               AND (NOT $6 OR (closes_at > $5
+                    AND recipient NOT IN (SELECT address FROM survey_suppressions)))",
         )
         .bind(key)
         .bind(state)
         .bind(reason)
         .bind(timestamp(Utc::now()))
+        .bind(timestamp(now))
+        .bind(retry)
         .execute(self.pool())
         .await
         .with_context(|| format!("failed to resolve survey email {key}"))?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() == 1 {
+            return Ok(Settled::Done);
+        }
+        self.why_unsettled(key, retry, now).await
+    }
+
+    /// Why [`Store::resolve`] changed nothing for `key`: for a retry, the grace period or a
+    /// suppression may be why; otherwise only the email's state is.
+    async fn why_unsettled(
+        &self,
+        key: &str,
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Settled> {
+        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT o.state, o.closes_at, s.reason FROM survey_outbox o
+             LEFT JOIN survey_suppressions s ON s.address = o.recipient WHERE o.key = $1",
+        )
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await
+        .with_context(|| format!("failed to read survey email {key}"))?;
+        let Some((state, closes_at, suppressed)) = row else {
+            return Ok(Settled::Unknown);
+        };
+        let retryable = retry
+            && matches!(
+                State::parse(&state),
+                Some(State::Sending | State::FailedPermanent)
+            );
+        let closed = parse_time(Some(closes_at.clone())).is_some_and(|at| at <= now);
+        let settled = match suppressed {
+            _ if retryable && closed => Settled::Closed { closes_at },
+            Some(reason) if retryable => Settled::Suppressed { reason },
+            _ => Settled::WrongState { state },
+        };
+        Ok(settled)
+    }
+
+    /// Sends every `failed_permanent` email again (of one wave, when `wave` names one) whose
+    /// grace period is still open at `now` and whose address is not suppressed: what an
+    /// operator runs after fixing a relay that refused every email. Each row gets a fresh
+    /// attempt budget, and goes out with the next cycle like any planned email.
+    pub async fn retry_failed(
+        &self,
+        wave: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<RetryReport> {
+        let retried = sqlx::query(
+            "UPDATE survey_outbox SET state = 'planned', attempts = 0, next_attempt_at = NULL,
+                 sent_at = NULL, updated_at = $3,
+                 reason = 'an operator asked for it to be sent again after a permanent failure'
+             WHERE state = 'failed_permanent' AND ($1 IS NULL OR wave = $1) AND closes_at > $2
+               AND recipient NOT IN (SELECT address FROM survey_suppressions)",
+        )
+        .bind(wave)
+        .bind(timestamp(now))
+        .bind(timestamp(Utc::now()))
+        .execute(self.pool())
+        .await
+        .context("failed to retry the permanently failed survey emails")?
+        .rows_affected();
+        let (closed, suppressed): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(closes_at <= $2), 0), COALESCE(SUM(closes_at > $2), 0)
+             FROM survey_outbox WHERE state = 'failed_permanent' AND ($1 IS NULL OR wave = $1)",
+        )
+        .bind(wave)
+        .bind(timestamp(now))
+        .fetch_one(self.pool())
+        .await
+        .context("failed to count the permanently failed survey emails left")?;
+        Ok(RetryReport {
+            retried,
+            closed: u64::try_from(closed).unwrap_or(0),
+            suppressed: u64::try_from(suppressed).unwrap_or(0),
+        })
     }
 
     /// When each account was last sent a goal survey (sent rows only), for ROI.

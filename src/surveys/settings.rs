@@ -88,6 +88,17 @@ impl SurveySettings {
                 format!("{:?} is not an IANA time zone", raw.default_timezone),
             )
         })?;
+        for (name, value) in [
+            ("max_per_cycle", raw.max_per_cycle),
+            ("max_per_day", raw.max_per_day),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(
+                    key(name),
+                    "must be at least 1; to stop sending surveys, set surveys.enabled = false",
+                ));
+            }
+        }
         if raw.max_per_day < raw.max_per_cycle {
             return Err(ConfigError::new(
                 key("max_per_day"),

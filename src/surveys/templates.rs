@@ -131,6 +131,9 @@ impl Templates {
     /// Loads the built-in templates, replaced by those in `dir` when given, and renders each
     /// against sample data.
     pub fn load(dir: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(dir) = dir {
+            check_overrides(dir)?;
+        }
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         for (name, source) in BUILT_IN {
@@ -196,6 +199,64 @@ impl Templates {
     fn render_value(&self, name: &str, context: Value) -> Result<String, minijinja::Error> {
         self.env.get_template(name)?.render(context)
     }
+}
+
+/// Checks that `dir` is a folder and that every file in it replaces a built-in template: a
+/// misspelt name (`email/nps.htm`) would otherwise be ignored without a word, and the built-in
+/// template sent instead. Names starting with a dot (`.git`, editor files) are not templates
+/// and are passed over.
+fn check_overrides(dir: &Path) -> Result<(), ConfigError> {
+    let key = "surveys.templates_dir";
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(ConfigError::new(key, format!("{} {what}", dir.display())));
+    }
+    let mut files = Vec::new();
+    list_files(dir, Path::new(""), &mut files)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", dir.display())))?;
+    let known = |name: &str| BUILT_IN.iter().any(|(built_in, _)| *built_in == name);
+    match files.into_iter().find(|name| !known(name)) {
+        Some(stray) => {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
+            Err(ConfigError::new(
+                key,
+                format!(
+                    "{} matches no built-in template, so it would never be used; the names \
+                     are {}",
+                    dir.join(&stray).display(),
+                    names.join(", ")
+                ),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The files under `dir` (from its subfolder `relative` down), as `/`-separated paths
+/// relative to `dir`.
+fn list_files(dir: &Path, relative: &Path, files: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir.join(relative))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = relative.join(&name);
+        if entry.file_type()?.is_dir() {
+            list_files(dir, &path, files)?;
+        } else {
+            let parts: Vec<String> = path
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            files.push(parts.join("/"));
+        }
+    }
+    Ok(())
 }
 
 fn template_error(name: &str, error: &minijinja::Error) -> ConfigError {
@@ -280,6 +341,36 @@ mod tests {
                 .contains("10: https://answers.example.com/s/sample-token?score=10")
         );
         assert!(!email.html.contains("http://") && !email.html.contains("src="));
+    }
+
+    #[test]
+    fn a_templates_dir_that_is_missing_a_file_or_holds_a_stray_name_stops_loading() {
+        let dir = tempfile::TempDir::new().expect("a folder");
+        let missing = dir.path().join("no-such-folder");
+        let err = Templates::load(Some(&missing)).unwrap_err();
+        assert_eq!(err.key, "surveys.templates_dir");
+        assert!(err.problem.contains("does not exist"), "{err}");
+
+        let elsewhere = tempfile::TempDir::new().expect("a folder");
+        let file = elsewhere.path().join("a-file");
+        std::fs::write(&file, "not a folder").expect("written");
+        let err = Templates::load(Some(&file)).unwrap_err();
+        assert!(err.problem.contains("is not a folder"), "{err}");
+
+        std::fs::create_dir_all(dir.path().join("email")).expect("a folder");
+        std::fs::write(dir.path().join(".notes"), "hidden files are passed over").expect("w");
+        std::fs::write(dir.path().join("email/nps.txt"), "Hello").expect("written");
+        assert!(
+            Templates::load(Some(dir.path())).is_ok(),
+            "a real override loads"
+        );
+        std::fs::write(dir.path().join("email/nps.htm"), "<p>Hello</p>").expect("written");
+        let err = Templates::load(Some(dir.path())).unwrap_err();
+        assert_eq!(err.key, "surveys.templates_dir");
+        assert!(
+            err.problem.contains("email/nps.htm matches no built-in"),
+            "{err}"
+        );
     }
 
     #[test]

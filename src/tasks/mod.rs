@@ -36,6 +36,31 @@ pub struct Breaker {
     pub tripped: bool,
     /// Tripped by this cycle.
     pub tripped_now: bool,
+    /// When it was tripped and by how many accounts, as recorded then (`on 2025-06-02 by 70
+    /// accounts turning red in one cycle (limit 56)`), while it is tripped.
+    pub tripped_on: Option<String>,
+}
+
+impl Breaker {
+    /// The line a person reads about the breaker: this cycle's count against the limit, and
+    /// when it was tripped and by how many, which may be long ago.
+    pub fn describe(&self) -> String {
+        let this_cycle = format!(
+            "{} account(s) turned red in this cycle, against a limit of {}",
+            self.turned_red, self.limit
+        );
+        if self.tripped_now {
+            return format!(
+                "MASS-CHANGE BREAKER TRIPPED: {this_cycle}. Health-driven tasks are held; \
+                 check the data, then run `touchpoint release-breaker`."
+            );
+        }
+        let since = self.tripped_on.as_deref().unwrap_or("in an earlier cycle");
+        format!(
+            "MASS-CHANGE BREAKER: tripped {since}, and health-driven tasks stay held until \
+             `touchpoint release-breaker`; {this_cycle}."
+        )
+    }
 }
 
 /// What the task step did (or, in a plan, would do).
@@ -53,7 +78,36 @@ pub struct TaskReport {
     pub already_there: usize,
     /// `(key, reason)` of writes that failed; they stay pending or are marked conflict.
     pub failures: Vec<(String, String)>,
+    /// Of the failures, writes the CRM refused as a key conflict (409): never retried.
+    pub conflicts: usize,
+    /// Pending tasks not written at all because the CRM's daily limit was reached earlier in
+    /// the run; they stay pending for the next cycle.
+    pub not_sent: usize,
     pub note: Option<String>,
+}
+
+impl TaskReport {
+    /// What the CRM did not confirm, for the run's reason: `None` when it confirmed every
+    /// write. Pending tasks (failed or not sent) are written again by the next cycle.
+    pub fn shortfall(&self) -> Option<String> {
+        let unconfirmed = self.failures.len() + self.not_sent;
+        if unconfirmed == 0 {
+            return None;
+        }
+        let pending = unconfirmed - self.conflicts;
+        let mut text = format!(
+            "{unconfirmed} of {} task(s) not confirmed by the CRM: {pending} stay pending and \
+             are written again next cycle",
+            self.confirmed + unconfirmed
+        );
+        if self.conflicts > 0 {
+            text.push_str(&format!(
+                ", {} refused as a key conflict (409) and not retried",
+                self.conflicts
+            ));
+        }
+        Some(text)
+    }
 }
 
 /// One cycle's task step.
@@ -183,10 +237,12 @@ impl TaskRun<'_> {
         let by_share = (accounts.len() as f64 * self.settings.breaker_share).floor() as usize;
         let limit = by_share.max(self.settings.breaker_min_accounts);
         let tripped_now = turned_red > limit;
-        let already = match self.store {
-            Some(store) => store.flag(BREAKER_FLAG).await?.is_some(),
-            None => false,
+        let earlier = match self.store {
+            Some(store) => store.flag(BREAKER_FLAG).await?,
+            None => None,
         };
+        let already = earlier.is_some();
+        let mut tripped_on = earlier;
         if tripped_now {
             tracing::error!(
                 turned_red,
@@ -195,16 +251,21 @@ impl TaskRun<'_> {
                  (limit {limit}); health-driven tasks are held. This is far more often a data \
                  problem than churn. Check the data, then run `touchpoint release-breaker`."
             );
+            let value = format!(
+                "on {} by {turned_red} accounts turning red in one cycle (limit {limit})",
+                self.now.date_naive()
+            );
             if acting && let Some(store) = self.store {
-                let value = format!("{turned_red} accounts turned red as of {}", self.now);
                 store.set_flag(BREAKER_FLAG, &value).await?;
             }
+            tripped_on = Some(value);
         }
         Ok(Breaker {
             turned_red,
             limit,
             tripped: tripped_now || already,
             tripped_now,
+            tripped_on,
         })
     }
 
@@ -312,7 +373,8 @@ impl TaskRun<'_> {
         Ok(decisions)
     }
 
-    /// Writes every pending task (this cycle's and any left by an earlier one).
+    /// Writes every pending task (this cycle's and any left by an earlier one). Once the CRM
+    /// answers with its daily limit, the writes still waiting are not sent: they stay pending.
     async fn execute(
         &self,
         crm: &RestClient,
@@ -322,12 +384,19 @@ impl TaskRun<'_> {
         let pending = store.pending_tasks().await?;
         let mut writes = stream::iter(pending)
             .map(|task| async move {
+                if crm.daily_limit_reached() {
+                    return (task, None);
+                }
                 let answer = put_task(crm, &task).await;
-                (task, answer)
+                (task, Some(answer))
             })
             .buffer_unordered(self.settings.concurrency);
 
         while let Some((task, answer)) = writes.next().await {
+            let Some(answer) = answer else {
+                report.not_sent += 1;
+                continue;
+            };
             match answer {
                 Ok((created, crm_task)) => {
                     let crm_id = crm_task.id.as_ref().map(json_id);
@@ -345,6 +414,7 @@ impl TaskRun<'_> {
                     store
                         .task_failed(&task.key, conflict, &e.to_string(), self.now)
                         .await?;
+                    report.conflicts += usize::from(conflict);
                     report.failures.push((task.key.clone(), e.to_string()));
                 }
             }
@@ -477,6 +547,34 @@ fn json_id(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use std::process::ExitCode;
+
+    #[test]
+    fn the_breaker_line_says_this_cycles_count_and_when_it_was_tripped() {
+        let earlier = "on 2025-06-02 by 70 accounts turning red in one cycle (limit 56)";
+        let held = super::Breaker {
+            turned_red: 1,
+            limit: 56,
+            tripped: true,
+            tripped_now: false,
+            tripped_on: Some(earlier.to_owned()),
+        };
+        let line = held.describe();
+        assert!(line.contains(&format!("tripped {earlier}")), "{line}");
+        assert!(
+            line.contains("1 account(s) turned red in this cycle, against a limit of 56"),
+            "{line}"
+        );
+
+        let now = super::Breaker {
+            turned_red: 70,
+            tripped_now: true,
+            ..held
+        };
+        assert!(
+            now.describe()
+                .starts_with("MASS-CHANGE BREAKER TRIPPED: 70 account(s)")
+        );
+    }
 
     use clap::Parser;
 

@@ -69,6 +69,7 @@ struct RawPromoter {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBreaker {
+    #[serde(deserialize_with = "crate::settings::number_or_nan")]
     max_red_share: f64,
     min_accounts: usize,
 }
@@ -126,12 +127,16 @@ impl TaskSettings {
         if raw.promoter.min_score > 10 {
             return Err(ConfigError::new(key("promoter.min_score"), "must be 0-10"));
         }
-        if !(0.0..=1.0).contains(&raw.breaker.max_red_share) {
+        crate::settings::share(&key("breaker.max_red_share"), raw.breaker.max_red_share)?;
+        if raw.promoter.min_score <= detractor_max_score {
             return Err(ConfigError::new(
-                key("breaker.max_red_share"),
+                key("promoter.min_score"),
                 format!(
-                    "{} is not a share between 0 and 1",
-                    raw.breaker.max_red_share
+                    "{} must be above tasks.detractor.max_score ({detractor_max_score}): a \
+                     score from {} to {detractor_max_score} would be a detractor and a \
+                     promoter at once (to ask every respondent for a review, set \
+                     tasks.promoter.all_respondents = true)",
+                    raw.promoter.min_score, raw.promoter.min_score
                 ),
             ));
         }

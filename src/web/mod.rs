@@ -266,12 +266,15 @@ fn read_form(
         )
     };
     let text = |name: &str, max: usize| -> Result<Option<String>, Failure> {
-        let value = form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let value = form
+            .get(name)
+            .map(|v| printable(v))
+            .filter(|v| !v.is_empty());
         match value {
             Some(v) if v.chars().count() > max => Err(invalid(&format!(
                 "The {name} is longer than {max} characters."
             ))),
-            other => Ok(other.map(str::to_owned)),
+            other => Ok(other),
         }
     };
     let mut answer = Answer {
@@ -297,6 +300,18 @@ fn read_form(
         }
     }
     Ok(answer)
+}
+
+/// A text field as it is stored: trimmed, with control characters other than line breaks and
+/// tabs (a NUL pasted from somewhere, an escape) removed. They mean nothing to the people who
+/// read the answer, and a NUL cuts the text short in tools that treat it as its end; the rest
+/// of what the person wrote is kept.
+fn printable(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .collect();
+    kept.trim().to_owned()
 }
 
 async fn show_unsubscribe(state: &WebState, token: &str) -> PageResult {

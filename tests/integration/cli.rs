@@ -217,3 +217,73 @@ fn the_demo_prints_what_a_cs_lead_reads_and_writes_the_emails_where_it_says() {
     assert_eq!(files, sent, "one .eml file per email the summary counts");
     assert!(data_dir.join("touchpoint.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_process_died_shows_no_made_up_end_and_says_when_it_was_found() {
+    let app = App::generated(50, "2025-06-02").await;
+    let store = app.store().await;
+    let started: chrono::DateTime<chrono::Utc> = "2025-06-02T10:00:00Z".parse().expect("a time");
+    store
+        .begin_run(&touchpoint::store::RunStart {
+            id: "run-20250602T100000Z-dead".into(),
+            command: "run".into(),
+            started_at: started,
+            as_of: started,
+            config_version: "test".into(),
+            source: "the sandbox".into(),
+        })
+        .await
+        .expect("begun");
+    let found: chrono::DateTime<chrono::Utc> = "2025-06-02T11:30:00Z".parse().expect("a time");
+    let marked = store
+        .interrupt_unfinished_runs("run", found)
+        .await
+        .expect("marked");
+    assert_eq!(marked, 1);
+
+    let table = run(&app, &["runs"]);
+    let one = json_of(&run(
+        &app,
+        &[
+            "runs",
+            "--run",
+            "run-20250602T100000Z-dead",
+            "--output",
+            "json",
+        ],
+    ));
+
+    let text = String::from_utf8_lossy(&table.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("run-20250602T100000Z-dead"))
+        .expect("the run is listed");
+    assert!(line.contains("unknown"), "{line}");
+    assert!(
+        line.contains("marked interrupted at 2025-06-02T11:30:00Z"),
+        "{line}"
+    );
+    assert!(text.contains("ENDED unknown: the process died"), "{text}");
+    assert_eq!(one["run"]["status"], "interrupted");
+    assert_eq!(one["run"]["finished_at"], Value::Null);
+    assert_eq!(one["run"]["duration_ms"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_last_zero_is_refused_rather_than_read_as_no_runs() {
+    let app = App::generated(50, "2025-06-02").await;
+    app.cycle("2025-06-02").await;
+
+    let zero = run(&app, &["runs", "--last", "0"]);
+    let one = run(&app, &["runs", "--last", "1"]);
+
+    let said = String::from_utf8_lossy(&zero.stderr);
+    assert!(!zero.status.success(), "{said}");
+    assert!(said.contains("--last"), "{said}");
+    assert!(!String::from_utf8_lossy(&zero.stdout).contains("no runs yet"));
+    let listed = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        one.status.success() && listed.contains("succeeded"),
+        "{listed}"
+    );
+}

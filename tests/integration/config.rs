@@ -180,3 +180,135 @@ fn plain_text_smtp_is_refused_for_a_relay_that_is_not_on_loopback() {
         assert!(plain(host).is_ok(), "{host} is a loopback relay");
     }
 }
+
+/// The error a configuration stops start-up with.
+fn refusal(
+    file: Option<&std::path::Path>,
+    pairs: &[(&str, &str)],
+) -> touchpoint::settings::ConfigError {
+    match Settings::load_from(file, env(pairs)) {
+        Ok(_) => panic!("{pairs:?} was accepted"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn settings_a_cycle_or_the_daemon_could_not_work_with_stop_start_up_naming_the_key() {
+    let templates = tempfile::TempDir::new().expect("a folder");
+    let stray = templates.path().join("email");
+    std::fs::create_dir_all(&stray).expect("a folder");
+    std::fs::write(stray.join("nps.htm"), "<p>a misspelt name</p>").expect("written");
+    let stray_dir = templates.path().display().to_string();
+    let cases = [
+        (
+            "TOUCHPOINT__SURVEYS__TEMPLATES_DIR",
+            "/no/such/folder",
+            "surveys.templates_dir",
+            "does not exist",
+        ),
+        (
+            "TOUCHPOINT__SURVEYS__TEMPLATES_DIR",
+            stray_dir.as_str(),
+            "surveys.templates_dir",
+            "matches no built-in template",
+        ),
+        (
+            "TOUCHPOINT__SURVEYS__MAX_PER_CYCLE",
+            "0",
+            "surveys.max_per_cycle",
+            "surveys.enabled",
+        ),
+        (
+            "TOUCHPOINT__SURVEYS__MAX_PER_DAY",
+            "0",
+            "surveys.max_per_day",
+            "at least 1",
+        ),
+        (
+            "TOUCHPOINT__TASKS__PROMOTER__MIN_SCORE",
+            "6",
+            "tasks.promoter.min_score",
+            "tasks.detractor.max_score (6)",
+        ),
+        (
+            "TOUCHPOINT__DAEMON__JOBS__PUSH_ANSWERS__SCHEDULE",
+            "0 0 0 30 2 *",
+            "daemon.jobs.push_answers.schedule",
+            "never fires",
+        ),
+        (
+            "TOUCHPOINT__CYCLE__MIN_BOOK_SHARE",
+            "nan",
+            "cycle.min_book_share",
+            "must be a number between 0 and 1",
+        ),
+        (
+            "TOUCHPOINT__TASKS__BREAKER__MAX_RED_SHARE",
+            "inf",
+            "tasks.breaker.max_red_share",
+            "must be a number between 0 and 1",
+        ),
+    ];
+    for (variable, value, key, problem) in cases {
+        let error = refusal(None, &[(variable, value)]);
+        assert_eq!(error.key, key, "{variable}={value}: {error}");
+        assert!(
+            error.problem.contains(problem),
+            "{variable}={value}: {error}"
+        );
+    }
+
+    let off = Settings::load_from(
+        None,
+        env(&[
+            (
+                "TOUCHPOINT__DAEMON__JOBS__PUSH_ANSWERS__SCHEDULE",
+                "0 0 0 30 2 *",
+            ),
+            ("TOUCHPOINT__DAEMON__JOBS__PUSH_ANSWERS__ENABLED", "false"),
+        ]),
+    );
+    assert!(
+        off.is_ok(),
+        "a job that is off may keep a schedule that never fires"
+    );
+}
+
+#[test]
+fn a_number_too_large_or_not_a_number_in_a_user_file_names_its_key() {
+    let huge = user_file("[source]\npage_size = 99999999999999999999\n");
+    let error = refusal(Some(huge.path()), &[]);
+    assert_eq!(error.key, "source.page_size", "{error}");
+    assert!(error.problem.contains("99999999999999999999"), "{error}");
+
+    let nan = user_file("[cycle]\nmin_book_share = nan\n");
+    let error = refusal(Some(nan.path()), &[]);
+    assert_eq!(error.key, "cycle.min_book_share", "{error}");
+    assert!(
+        error.problem.contains("must be a number between 0 and 1"),
+        "{error}"
+    );
+    assert!(!error.problem.contains("null"), "{error}");
+
+    let nan_integer = user_file("[writeback]\nbatch_size = nan\n");
+    let error = refusal(Some(nan_integer.path()), &[]);
+    assert_eq!(error.key, "writeback.batch_size", "{error}");
+    assert!(!error.problem.contains("null"), "{error}");
+}
+
+#[test]
+fn check_config_refuses_an_smtp_login_without_its_password() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .arg("check-config")
+        .env("TOUCHPOINT__MAIL__BACKEND", "smtp")
+        .env("TOUCHPOINT_SMTP_USERNAME", "customer-success")
+        .env_remove("TOUCHPOINT_SMTP_PASSWORD")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs");
+
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("TOUCHPOINT_SMTP_PASSWORD"), "{said}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("configuration is valid"));
+}

@@ -63,6 +63,11 @@ impl SmtpServer {
             .insert(address.to_lowercase(), reply.to_owned());
     }
 
+    /// Takes RCPT for `address` again, as a relay does once it is fixed.
+    pub fn accept_rcpt(&self, address: &str) {
+        self.state().rcpt_replies.remove(&address.to_lowercase());
+    }
+
     /// Waits this long before accepting each message's data.
     pub fn delay_data(&self, delay: Duration) {
         self.state().data_delay = delay;

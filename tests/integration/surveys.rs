@@ -15,9 +15,9 @@ use touchpoint::cli::{Secrets, cycle_with_secrets};
 use touchpoint::cycle::{Cycle, CycleReport, Mode};
 use touchpoint::model::SurveyKind;
 use touchpoint::source::RestClient;
-use touchpoint::store::Store;
+use touchpoint::store::{RunStatus, Store};
 use touchpoint::surveys::Delivery;
-use touchpoint::surveys::outbox::{OutboxRow, Resolution};
+use touchpoint::surveys::outbox::{OutboxRow, Resolution, Settled};
 use touchpoint::surveys::token::LinkSigner;
 use touchpoint::web::{self, WebState};
 
@@ -373,12 +373,11 @@ async fn a_wave_goes_out_exactly_once_across_reruns_and_a_restart() {
 
     // The operator checks the relay's log and settles it; still one email.
     let store = h.app.store().await;
-    assert!(
-        store
-            .resolve(key, Resolution::Sent)
-            .await
-            .expect("resolved")
-    );
+    let settled = store
+        .resolve(key, Resolution::Sent, at("2025-03-03T12:30:00Z"))
+        .await
+        .expect("resolved");
+    assert_eq!(settled, Settled::Done);
     h.cycle("2025-03-03T13:00:00Z").await;
     assert_eq!(h.messages_to("zoe@example.com").len(), 1);
     assert_eq!(h.rows().await[key].state, "sent");
@@ -556,6 +555,115 @@ async fn a_relay_refusing_to_relay_fails_the_email_without_suppressing_the_addre
     );
 }
 
+/// `touchpoint outbox ARGS` against the harness's store, as an operator types it.
+fn outbox_command(h: &Harness, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .arg("outbox")
+        .args(args)
+        .env("TOUCHPOINT__STORE__PATH", &h.app.settings.store.path)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emails_a_relay_refused_for_want_of_a_login_go_out_once_an_operator_retries_them() {
+    let h = Harness::start(&[]).await;
+    let refused = ["zoe@example.com", "leap@example.com", "later@example.com"];
+    for address in refused {
+        h.smtp
+            .reply_to_rcpt(address, "530 5.7.0 Authentication required");
+    }
+    h.cycle(MONDAY).await;
+    let failed: Vec<String> = h
+        .rows()
+        .await
+        .into_values()
+        .filter(|r| r.state == "failed_permanent")
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(failed.len(), refused.len(), "{failed:?}");
+
+    // The relay is fixed. One email is retried alone, then the rest of its wave at once.
+    for address in refused {
+        h.smtp.accept_rcpt(address);
+    }
+    let store = h.app.store().await;
+    let later = "goal:6m:A-end:P-later";
+    let retry_at = at("2025-03-03T10:30:00Z");
+    let one = store.resolve(later, Resolution::Retry, retry_at).await;
+    assert_eq!(one.expect("resolved"), Settled::Done);
+    let wave = store
+        .retry_failed(Some("6m"), retry_at)
+        .await
+        .expect("retried");
+    assert_eq!((wave.retried, wave.closed, wave.suppressed), (1, 0, 0));
+    let rest = store.retry_failed(None, retry_at).await.expect("retried");
+    assert_eq!(rest.retried, 1, "the 12m wave's email");
+    h.cycle("2025-03-03T11:00:00Z").await;
+
+    let rows = h.rows().await;
+    for key in &failed {
+        assert_eq!(rows[key].state, "sent", "{:?}", rows[key]);
+    }
+    for address in refused {
+        assert_eq!(h.messages_to(address).len(), 1, "{address} got one email");
+    }
+
+    // Never past the grace period, and never an email that is not there.
+    let late = at("2025-03-17T00:00:00Z");
+    let sent = store
+        .resolve(later, Resolution::Retry, late)
+        .await
+        .expect("read");
+    assert_eq!(
+        sent,
+        Settled::WrongState {
+            state: "sent".into()
+        }
+    );
+    let unknown = outbox_command(
+        &h,
+        &["--resolve", "goal:6m:A-end:P-nobody", "--as", "retry"],
+    );
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success());
+    assert!(
+        said.contains("there is no survey email goal:6m:A-end:P-nobody"),
+        "{said}"
+    );
+    assert!(!said.contains("sending state"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanently_failed_email_is_not_retried_once_its_grace_period_has_ended() {
+    let h = Harness::start(&[]).await;
+    let key = "goal:6m:A-end:P-later";
+    h.smtp
+        .reply_to_rcpt("later@example.com", "530 5.7.0 Authentication required");
+    h.cycle(MONDAY).await;
+    assert_eq!(h.rows().await[key].state, "failed_permanent");
+
+    // The 6m wave was due on 28 February with 14 days' grace: today is long past it.
+    let one = outbox_command(&h, &["--resolve", key, "--as", "retry"]);
+    let all = outbox_command(&h, &["--retry-failed"]);
+
+    let said = String::from_utf8_lossy(&one.stderr);
+    assert!(!one.status.success());
+    assert!(said.contains("grace period ended at 2025-03-14"), "{said}");
+    let listed = String::from_utf8_lossy(&all.stdout);
+    assert!(all.status.success(), "{all:?}");
+    assert!(
+        listed.contains("0 failed_permanent email(s) planned again"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("1 left failed: their wave's grace period has ended"),
+        "{listed}"
+    );
+    assert_eq!(h.rows().await[key].state, "failed_permanent");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_is_required_by_default() {
     let h = Harness::start(&[("TOUCHPOINT__MAIL__SMTP__TLS", "starttls")]).await;
@@ -612,6 +720,46 @@ async fn a_non_ascii_name_is_encoded_in_the_display_name_and_subject() {
     let rows = h.rows().await;
     let recorded = rows["goal:6m:A-end:P-zoe"].message_id.clone();
     assert_eq!(recorded.as_deref(), message.message_id());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn line_breaks_and_nul_in_crm_names_are_dropped_and_the_emails_still_go() {
+    let header = CONTACTS.lines().next().expect("a header");
+    let tail = "executive_sponsor,,false,,false,2024-01-01T00:00:00Z";
+    let contacts = format!(
+        "{header}\n\
+         P-crlf,A-end,crlf@example.com,\"Zoe\r\nBcc: eve@example.net\",{tail}\n\
+         P-nul,A-leap,nul@example.com,\"Lea\u{0}Leap\u{7}\",{tail}\n"
+    );
+    let h = Harness::with_book(ACCOUNTS, &contacts, &[]).await;
+
+    let report = h.cycle(MONDAY).await;
+
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.reason);
+    let rows = h.rows().await;
+    for (key, address, shown) in [
+        (
+            "goal:6m:A-end:P-crlf",
+            "crlf@example.com",
+            "Zoe Bcc: eve@example.net",
+        ),
+        ("goal:12m:A-leap:P-nul", "nul@example.com", "LeaLeap"),
+    ] {
+        assert_eq!(rows[key].state, "sent", "{:?}", rows[key]);
+        let raw = h.messages_to(address).pop().expect("the email went");
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("parses");
+        let to = message.to().and_then(|a| a.first());
+        assert_eq!(to.and_then(|a| a.name()), Some(shown));
+        assert_eq!(to.and_then(|a| a.address()), Some(address));
+        assert!(message.bcc().is_none(), "no header was injected");
+    }
+    let received = h.smtp.received();
+    assert!(
+        received.iter().all(|m| m.recipients.len() == 1),
+        "each email went to its contact alone: {received:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -730,6 +878,47 @@ async fn a_comment_with_html_is_stored_as_written_and_shown_escaped() {
         .expect("read")
         .expect("stored");
     assert_eq!((answer.goal_achieved, answer.comment), (Some(true), None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_in_a_comment_is_removed_and_the_rest_of_the_comment_kept() {
+    let h = Harness::start(&[]).await;
+    h.cycle(MONDAY).await;
+    let raw = h
+        .messages_to("leap@example.com")
+        .pop()
+        .expect("leap's email");
+    let page = link_with(&raw, "?achieved=no")
+        .split('?')
+        .next()
+        .expect("a path")
+        .to_owned();
+
+    let (status, body) = h
+        .post(
+            &page,
+            &[
+                ("achieved", "no"),
+                (
+                    "comment",
+                    "Exports fail\u{0} every Monday\nsince March\u{1b}",
+                ),
+            ],
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Exports fail every Monday"), "{body}");
+    let store = h.app.store().await;
+    let answer = store
+        .answer("goal:12m:A-leap:P-leap")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        answer.comment.as_deref(),
+        Some("Exports fail every Monday\nsince March")
+    );
 }
 
 /// A champion of A-leap whose NPS day is open on Monday 3 March (and no goal survey).

@@ -418,6 +418,7 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     app.cycle(BEFORE).await;
 
     let tripped = app.cycle(AFTER).await;
+    let tripped_text = touchpoint::cli::render_summary(&tripped);
 
     let tasks = tripped.tasks.expect("a task step");
     let breaker = tasks.breaker.expect("breaker state");
@@ -430,7 +431,24 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     let store = app.store().await;
     assert!(store.flag(BREAKER_FLAG).await.expect("read").is_some());
 
+    let expected = format!(
+        "MASS-CHANGE BREAKER TRIPPED: {} account(s) turned red in this cycle, against a limit \
+         of {}",
+        breaker.turned_red, breaker.limit
+    );
+    assert!(tripped_text.contains(&expected), "{tripped_text}");
+
     let still_held = app.cycle(AFTER).await;
+    let held_text = touchpoint::cli::render_summary(&still_held);
+    let expected = format!(
+        "tripped on 2025-06-02 by {} accounts turning red in one cycle (limit {})",
+        breaker.turned_red, breaker.limit
+    );
+    assert!(held_text.contains(&expected), "{held_text}");
+    assert!(
+        held_text.contains("0 account(s) turned red in this cycle"),
+        "{held_text}"
+    );
     assert!(
         still_held
             .tasks
@@ -691,4 +709,109 @@ async fn a_pull_that_fails_after_retries_opens_no_task_and_sends_no_email() {
         "the clean cycle opens tasks"
     );
     assert!(emails_written(&app) > 0, "the clean cycle sends surveys");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_whose_task_writes_failed_is_partial_and_the_next_one_writes_them() {
+    let mut settings = NO_BREAKER.to_vec();
+    settings.extend([
+        ("TOUCHPOINT__WRITEBACK__ENABLED", "false"),
+        ("TOUCHPOINT__SOURCE__MAX_RETRIES", "1"),
+    ]);
+    let app = App::generated(300, AFTER).await.with(&settings);
+    app.cycle(BEFORE).await;
+    let before = app.crm.tasks().len();
+
+    app.faults(Faults {
+        write_error_share: 1.0,
+        ..Faults::default()
+    });
+    let failed = app.cycle(AFTER).await;
+    let after_failure = app.crm.tasks().len();
+    app.faults(Faults::default());
+    let next = app.cycle(AFTER).await;
+
+    let tasks = failed.tasks.as_ref().expect("a task step");
+    let opened = tasks.opened.len();
+    assert!(opened > 0 && tasks.confirmed == 0, "{tasks:?}");
+    assert_eq!(after_failure, before, "the CRM took none of them");
+    assert_eq!(failed.status, RunStatus::Partial, "{:?}", failed.reason);
+    let reason = failed.reason.clone().unwrap_or_default();
+    let expected = format!(
+        "{opened} of {opened} task(s) not confirmed by the CRM: {opened} stay pending and are \
+         written again next cycle"
+    );
+    assert!(reason.contains(&expected), "{reason}");
+
+    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.reason);
+    let retried = next.tasks.as_ref().expect("a task step");
+    assert_eq!(retried.confirmed, opened, "the pending tasks are written");
+    assert_eq!(app.crm.tasks().len(), before + opened);
+    let ledger = app.store().await.all_tasks().await.expect("the ledger");
+    assert!(ledger.iter().all(|t| t.status == "open"), "{ledger:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daily_limit_stops_crm_writes_for_the_cycle_and_the_next_cycle_resumes() {
+    let mut settings = NO_BREAKER.to_vec();
+    settings.extend([
+        ("TOUCHPOINT__WRITEBACK__BATCH_SIZE", "10"),
+        ("TOUCHPOINT__WRITEBACK__CONCURRENCY", "1"),
+        ("TOUCHPOINT__TASKS__CONCURRENCY", "1"),
+    ]);
+    let app = App::generated(300, AFTER).await.with(&settings);
+    app.cycle(BEFORE).await;
+    let tasks_before = app.crm.tasks().len();
+    let before = app.crm.stats();
+    let requests = |stats: &touchpoint::sandbox::SandboxStats, endpoint: &str| {
+        stats.requests.get(endpoint).copied().unwrap_or(0)
+    };
+
+    // The CRM's quota allows one more write today.
+    app.faults(Faults {
+        daily_write_limit: Some(1),
+        retry_after_secs: 3600,
+        ..Faults::default()
+    });
+    let limited = app.cycle(AFTER).await;
+    let stats = app.crm.stats();
+    let tasks_when_limited = app.crm.tasks().len();
+    app.faults(Faults::default());
+    let next = app.cycle(AFTER).await;
+
+    assert_eq!(
+        stats.rate_limited, 1,
+        "no write after the daily limit: {stats:?}"
+    );
+    for endpoint in ["PUT /v1/tasks/{key}", "GET /v1/tasks"] {
+        let sent = requests(&stats, endpoint) - requests(&before, endpoint);
+        assert_eq!(sent, 0, "{endpoint} after the daily limit");
+    }
+    let health = requests(&stats, "PUT /v1/health") - requests(&before, "PUT /v1/health");
+    assert_eq!(health, 2, "one batch stored, one refused, no more tried");
+    assert_eq!(tasks_when_limited, tasks_before);
+    assert_eq!(limited.status, RunStatus::Partial, "{:?}", limited.reason);
+    let reason = limited.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("daily request limit was reached"),
+        "{reason}"
+    );
+    let tasks = limited.tasks.as_ref().expect("a task step");
+    assert!(!tasks.opened.is_empty(), "the cycle had tasks to open");
+    assert_eq!(
+        (tasks.failures.len(), tasks.not_sent),
+        (0, tasks.opened.len())
+    );
+    let written = limited.writeback.as_ref().expect("a write-back");
+    assert_eq!(written.stored_count, 10, "the one write the quota allowed");
+    assert!(written.not_sent > 0, "{written:?}");
+
+    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.reason);
+    assert_eq!(
+        next.writes_due,
+        limited.writes_due - 10,
+        "the rest is written now"
+    );
+    assert_eq!(app.crm.tasks().len(), tasks_before + tasks.opened.len());
+    assert_one_open_task_per_account_and_reason(&app);
 }

@@ -49,6 +49,14 @@ fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A task the CRM answered for: its key, the CRM's id and status.
+#[derive(Debug, Clone)]
+pub struct Confirmed {
+    pub key: String,
+    pub crm_id: Option<String>,
+    pub crm_status: String,
+}
+
 impl Store {
     /// Every (account, reason) the ledger knows, with its open task and last closing.
     pub async fn task_histories(&self) -> anyhow::Result<HashMap<(String, Reason), History>> {
@@ -177,23 +185,47 @@ impl Store {
         crm_status: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
+        let confirmed = Confirmed {
+            key: key.to_owned(),
+            crm_id: crm_id.map(str::to_owned),
+            crm_status: crm_status.to_owned(),
+        };
+        self.tasks_confirmed(std::slice::from_ref(&confirmed), now)
+            .await
+    }
+
+    /// Records what the CRM answered for several tasks, in one transaction.
+    pub async fn tasks_confirmed(
+        &self,
+        confirmed: &[Confirmed],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         let now = timestamp(now);
-        let closed = (crm_status != "open").then(|| now.clone());
-        sqlx::query(
-            "UPDATE tasks SET status = $2, crm_id = $3, opened_at = COALESCE(opened_at, $4),
-                 closed_at = COALESCE(closed_at, $5), updated_at = $4,
-                 attempts = attempts + 1, last_error = NULL
-             WHERE key = $1",
-        )
-        .bind(key)
-        .bind(crm_status)
-        .bind(crm_id)
-        .bind(&now)
-        .bind(closed)
-        .execute(self.pool())
-        .await
-        .with_context(|| format!("failed to confirm task {key}"))?;
-        Ok(())
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .context("failed to start a transaction")?;
+        for task in confirmed {
+            let closed = (task.crm_status != "open").then(|| now.clone());
+            sqlx::query(
+                "UPDATE tasks SET status = $2, crm_id = $3, opened_at = COALESCE(opened_at, $4),
+                     closed_at = COALESCE(closed_at, $5), updated_at = $4,
+                     attempts = attempts + 1, last_error = NULL
+                 WHERE key = $1",
+            )
+            .bind(&task.key)
+            .bind(&task.crm_status)
+            .bind(&task.crm_id)
+            .bind(&now)
+            .bind(closed)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("failed to confirm task {}", task.key))?;
+        }
+        tx.commit()
+            .await
+            .context("failed to commit confirmed tasks")
     }
 
     /// A write failed: `conflict` ends the task's attempts, anything else keeps it pending.

@@ -392,17 +392,25 @@ impl TaskRun<'_> {
             })
             .buffer_unordered(self.settings.concurrency);
 
+        // Confirmations are stamped a batch at a time: a crash before a batch is stamped leaves
+        // those tasks pending, and the next cycle's idempotent PUT answers with the same tasks.
+        let mut confirmed = Vec::new();
         while let Some((task, answer)) = writes.next().await {
+            if confirmed.len() >= CONFIRM_BATCH {
+                store.tasks_confirmed(&confirmed, self.now).await?;
+                confirmed.clear();
+            }
             let Some(answer) = answer else {
                 report.not_sent += 1;
                 continue;
             };
             match answer {
                 Ok((created, crm_task)) => {
-                    let crm_id = crm_task.id.as_ref().map(json_id);
-                    store
-                        .task_confirmed(&task.key, crm_id.as_deref(), &crm_task.status, self.now)
-                        .await?;
+                    confirmed.push(ledger::Confirmed {
+                        key: task.key.clone(),
+                        crm_id: crm_task.id.as_ref().map(json_id),
+                        crm_status: crm_task.status.clone(),
+                    });
                     report.confirmed += 1;
                     if !created {
                         report.already_there += 1;
@@ -419,9 +427,12 @@ impl TaskRun<'_> {
                 }
             }
         }
-        Ok(())
+        store.tasks_confirmed(&confirmed, self.now).await
     }
 }
+
+/// Task confirmations stamped in one transaction.
+const CONFIRM_BATCH: usize = 100;
 
 /// Reconciles the ledger with the CRM's task list outside a cycle (the daemon does it between
 /// cycles, so a closing is known sooner). Returns how many tasks changed status.

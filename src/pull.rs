@@ -80,7 +80,7 @@ impl Book {
             .and_then(|id| AccountId::parse(id).ok())
         {
             let reason = format!(
-                "a {} row was rejected: {}",
+                "a row of {} was rejected: {}",
                 rejected.dataset, rejected.reason
             );
             self.held.entry(account).or_insert(reason);

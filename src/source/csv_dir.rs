@@ -291,7 +291,10 @@ A-4,Short Row,,O-1
 
         let bad = rows[2].as_ref().expect_err("a bad boolean rejects the row");
         assert_eq!(bad.record_id.as_deref(), Some("A-3"));
-        assert_eq!(bad.reason, "line 4: \"perhaps\" is not a boolean");
+        assert_eq!(
+            bad.reason,
+            "line 4: expected true or false, found \"perhaps\""
+        );
         let short = rows[3].as_ref().expect_err("a short row is rejected");
         assert!(short.reason.starts_with("line 5:"), "{}", short.reason);
     }

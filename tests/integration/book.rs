@@ -372,7 +372,7 @@ async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored
         (rejected.dataset.as_str(), rejected.record_id.as_deref()),
         ("activities", Some("AC-9"))
     );
-    assert_eq!(rejected.reason, "line 10: AccountId is empty");
+    assert_eq!(rejected.reason, "line 10: expected an id, found nothing");
     let run_id = report.run_id.clone().expect("a run id");
     let kept = store
         .run_rejections(&run_id)

@@ -39,7 +39,7 @@ impl CsvSource {
             let rows = csv_dir::read_rows::<T>(&self.dir, dataset)
                 .map_err(|e| SourceError::Csv(format!("{e:#}")))?;
             for row in rows {
-                match row {
+                match row.map_err(|e| SourceError::Csv(e.to_string()))? {
                     Ok(record) if !keep(&record) => {}
                     other => sink(other),
                 }

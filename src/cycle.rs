@@ -750,6 +750,7 @@ impl<S: Source> Cycle<'_, S> {
             "surveys_not_sent": report.surveys.as_ref().map(|s| s.not_sent),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
+            "warnings": report.warnings,
         });
         let read_whole_book = matches!(report.status, RunStatus::Succeeded | RunStatus::Partial);
         let pulled = read_whole_book.then_some(report.accounts_pulled as u64);
@@ -920,7 +921,7 @@ const WARN_MIN_ACCOUNTS: usize = 20;
 /// a key feature no account ever used (a misspelt name, a usage feed that lost a feature),
 /// or a measure red nearly everywhere.
 fn data_warnings(report: &CycleReport, book: &Book, settings: &Settings) -> Vec<String> {
-    let mut warnings = Vec::new();
+    let mut warnings = book.notes.clone();
     if report.scored == 0 {
         return warnings;
     }

@@ -109,7 +109,8 @@ fn load<T: DeserializeOwned + Serialize>(
     rejected: &mut BTreeMap<String, u64>,
 ) -> anyhow::Result<Vec<T>> {
     let mut by_id = BTreeMap::new();
-    for row in read_rows::<T>(dir, dataset)? {
+    let mut rows = read_rows::<T>(dir, dataset)?;
+    for row in rows.by_ref() {
         match row? {
             Ok(record) => {
                 if by_id.insert(id(&record), record).is_some() {
@@ -129,6 +130,9 @@ fn load<T: DeserializeOwned + Serialize>(
                 *rejected.entry(dataset.to_owned()).or_default() += 1;
             }
         }
+    }
+    for note in rows.notes() {
+        warn!(dataset, "{note}");
     }
     Ok(by_id.into_values().collect())
 }

@@ -12,7 +12,8 @@
 //! it comes out as a [`Rejected`] naming its line and column, and reading goes on. What breaks
 //! the file itself fails the list instead ([`FileError`]): no header row, a required column
 //! missing, or a rejected row that runs over several lines (a stray quote that swallowed the
-//! rows after it).
+//! rows after it). Repeated ids and values the contract does not list are noted once each
+//! ([`CsvRows::notes`]).
 //!
 //! `usage.csv` holds daily rows (`account_id, feature, date, event_count, active_users`);
 //! [`aggregate_usage`] folds them into the per-window rows that `GET /v1/usage` serves.
@@ -22,6 +23,7 @@
 mod cell;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -35,6 +37,7 @@ use serde::de::value::{Error as CellError, MapDeserializer};
 
 use crate::model::{AccountId, Rejected, UsageDay, UsageRow};
 use cell::Cell;
+use watch::Watch;
 
 /// The lists of a CSV book, each read from `<name>.csv`.
 pub const DATASETS: [&str; 6] = [
@@ -145,6 +148,7 @@ pub fn read_rows<T: DeserializeOwned>(dir: &Path, dataset: &str) -> anyhow::Resu
     check_columns(&shown, dataset, &columns)?;
 
     Ok(CsvRows {
+        watch: Watch::new(dataset),
         dataset: dataset.to_owned(),
         file: shown,
         columns,
@@ -201,6 +205,7 @@ pub struct CsvRows<T> {
     record: csv::ByteRecord,
     /// Set once the file can no longer be read (an I/O error, a quote that never closed).
     done: bool,
+    watch: Watch,
     row: PhantomData<fn() -> T>,
 }
 
@@ -233,6 +238,9 @@ impl<T: DeserializeOwned> Iterator for CsvRows<T> {
             self.done = true;
             let file = self.file.clone();
             return Some(Err(FileError::UnbalancedQuote { file, line: opened }));
+        }
+        if row.is_ok() {
+            self.watch.row(&self.columns, &self.record, line);
         }
         Some(Ok(row))
     }
@@ -278,6 +286,17 @@ impl<T: DeserializeOwned> CsvRows<T> {
 }
 
 impl<T> CsvRows<T> {
+    /// What this file's rows said about the data beyond each row (ids on more than one row,
+    /// values the contract does not list), for the run report. Complete once the rows are
+    /// all read.
+    pub fn notes(&self) -> Vec<String> {
+        self.watch.notes(&self.file_name())
+    }
+
+    fn file_name(&self) -> String {
+        format!("{}.csv", self.dataset)
+    }
+
     /// A rejected row with the ids that can be read from it.
     fn rejected(&self, reason: String) -> Rejected {
         let record_id = self.cell("id").or_else(|| self.cell("key"));

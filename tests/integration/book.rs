@@ -286,8 +286,13 @@ async fn a_key_feature_nobody_uses_is_flagged_as_a_data_problem() {
 
     let report = app.plan("2025-01-01").await;
 
-    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(report.warnings[0].contains("`dashbords`"));
+    let about_features: Vec<&String> = report
+        .warnings
+        .iter()
+        .filter(|warning| warning.contains("key feature"))
+        .collect();
+    assert_eq!(about_features.len(), 1, "{:?}", report.warnings);
+    assert!(about_features[0].contains("`dashbords`"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -537,4 +542,51 @@ async fn a_name_that_is_not_utf8_costs_its_record_and_holds_its_account() {
     assert_eq!(report.held.len(), 1, "{:?}", report.held);
     assert_eq!(report.held[0].0, "A-red");
     assert_eq!(report.scored, 3, "the rest of the book is scored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_ids_and_unlisted_values_are_warned_once_and_kept_in_the_run_report() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    edit(book.path(), "contacts.csv", |mut text| {
+        text.push_str("P-m1,A-mid,m1@example.com,Em One,Champion ,,false,,false,2024-02-01\n");
+        text.push_str("P-m3,A-mid,,,chief,,false,,false,2024-01-01T00:00:00Z\n");
+        text.push_str("P-m4,A-mid,,,chief,,false,,false,2024-01-01T00:00:00Z\n");
+        text
+    });
+    edit(book.path(), "activities.csv", |mut text| {
+        text.push_str("AC-9,A-mid,demo,,2024-12-20T15:00:00Z,completed,P-m1,2024-12-20\n");
+        text.push_str("AC-10,A-mid,demo,,2024-12-21T15:00:00Z,completed,P-m1,2024-12-21\n");
+        text
+    });
+    let dir = TempDir::new().expect("a temporary folder");
+
+    let (report, store) = cycle_over(book.path(), dir.path()).await;
+
+    let warned = |about: &str| {
+        let found: Vec<&String> = report
+            .warnings
+            .iter()
+            .filter(|w| w.contains(about))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one warning about {about:?}: {:?}",
+            report.warnings
+        );
+        found[0].clone()
+    };
+    assert!(warned("accounts.csv: 1 row(s) repeat").contains("A-green on lines 2 and 3"));
+    assert!(warned("contacts.csv: 1 row(s) repeat").contains("P-m1 on lines 4 and 7"));
+    assert!(warned("persona \"chief\"").contains("its 2 row(s) are read as `other`"));
+    assert!(warned("type \"demo\"").contains("its 2 row(s) count for nothing"));
+    assert_eq!(report.rejected.len(), 0, "{:?}", report.rejected);
+    let run_id = report.run_id.as_deref().expect("a run id");
+    let run = store
+        .run_record(run_id)
+        .await
+        .expect("the store answers")
+        .expect("the run is recorded");
+    assert_eq!(run.summary["warnings"], serde_json::json!(report.warnings));
 }

@@ -386,3 +386,35 @@ A-1,alerts,2024-12-02,-3,1
         ]
     );
 }
+
+#[test]
+fn repeated_ids_and_unlisted_values_are_noted_once_each() {
+    let contacts = format!(
+        "{CONTACTS_HEADER}\
+P-1,A-1,,,Executive Sponsor,,false,,false,2024-10-18
+P-2,A-1,,,Executive Sponsor,,false,,false,2024-10-18
+P-3,A-1,,,CHAMPION,,false,,false,2024-10-18
+P-1,A-1,,,executive_sponsor,,false,,false,2024-10-19
+P-4,A-1,,,vp,,false,,false,2024-10-18
+"
+    );
+    let dir = book(&[("contacts.csv", &contacts)]);
+
+    let mut read = read_rows::<Contact>(dir.path(), "contacts").expect("contacts.csv opens");
+    let parsed = read.by_ref().filter(|row| matches!(row, Ok(Ok(_)))).count();
+    let notes = read.notes();
+
+    assert_eq!(parsed, 5, "repeats and unlisted values are still read");
+    assert_eq!(
+        notes,
+        [
+            "contacts.csv: 1 row(s) repeat the id of an earlier row (P-1 on lines 2 and 5); \
+             for each id, the row with the newest updated_at is used",
+            "contacts.csv: persona \"Executive Sponsor\" is not a value the contract lists \
+             (executive_sponsor, champion, admin, end_user, other); its 2 row(s) are read as \
+             `other`",
+            "contacts.csv: persona \"vp\" is not a value the contract lists (executive_sponsor, \
+             champion, admin, end_user, other); its 1 row(s) are read as `other`",
+        ]
+    );
+}

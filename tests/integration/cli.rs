@@ -93,6 +93,28 @@ async fn explain_as_of_a_day_shows_the_score_in_force_then_and_its_history() {
     assert!(said.contains("no score by the end of 2025-03-02"), "{said}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_after_today_is_refused_by_cycle_plan_and_explain() {
+    let app = App::generated(50, "2025-06-02").await;
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1)).to_string();
+    let commands: [&[&str]; 3] = [
+        &["cycle", "--as-of", &tomorrow],
+        &["plan", "--as-of", &tomorrow],
+        &["explain", "A-000001", "--as-of", &tomorrow],
+    ];
+
+    for args in commands {
+        let output = run(&app, args);
+
+        assert!(!output.status.success(), "{args:?} is refused");
+        let said = String::from_utf8_lossy(&output.stderr);
+        let refusal = format!("--as-of {tomorrow} is after today");
+        assert!(said.contains(&refusal), "{args:?}: {said}");
+    }
+    assert!(app.crm.health().is_empty(), "no score reached the CRM");
+    assert!(!app.settings.store.path.exists(), "no run was recorded");
+}
+
 /// Runs `command`, reads one line of its output, closes the pipe, and waits for it to end.
 fn read_one_line_then_close(mut command: Command) -> (String, Output) {
     let mut child = command

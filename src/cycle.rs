@@ -198,6 +198,9 @@ impl ColourCounts {
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
     pub mode: Mode,
+    /// A cycle as of a past day that only plans its writes, emails and tasks (or, in a plan,
+    /// the preview of one).
+    pub replay: bool,
     pub run_id: Option<String>,
     pub status: RunStatus,
     pub reason: Option<String>,
@@ -323,8 +326,8 @@ impl<S: Source> Cycle<'_, S> {
         let outward = if self.replay { Mode::Plan } else { mode };
         self.score_save_and_write(&mut report, &book, now, &previous, outward)
             .await?;
-        if self.replay && mode == Mode::Act {
-            report.writeback_note = Some(REPLAY_NOTE.into());
+        if self.replay {
+            report.writeback_note = Some(replay_note(mode).into());
         }
         tracing::info!(
             accounts = report.accounts.len(),
@@ -370,8 +373,8 @@ impl<S: Source> Cycle<'_, S> {
         );
         let step = Instant::now();
         let mut tasks = self.tasks(&report, &book, now).await?;
-        if self.replay && mode == Mode::Act {
-            tasks.note = Some(REPLAY_NOTE.into());
+        if self.replay {
+            tasks.note = Some(replay_note(mode).into());
         }
         report.tasks = Some(tasks);
         tracing::info!(
@@ -436,8 +439,13 @@ impl<S: Source> Cycle<'_, S> {
             now,
         };
         let mut report = run.run(book, run_id).await?;
-        if run_id.is_some() && self.replay && self.settings.surveys.enabled {
-            report.note = Some(REPLAY_NOTE.into());
+        if self.replay && self.settings.surveys.enabled {
+            let mode = if run_id.is_some() {
+                Mode::Act
+            } else {
+                Mode::Plan
+            };
+            report.note = Some(replay_note(mode).into());
         }
         Ok(report)
     }
@@ -533,6 +541,7 @@ impl<S: Source> Cycle<'_, S> {
         let scoring = &self.settings.scoring;
         CycleReport {
             mode,
+            replay: self.replay,
             run_id,
             status: RunStatus::Succeeded,
             reason: None,
@@ -868,6 +877,18 @@ fn tally(report: &mut CycleReport) {
 /// What a replay of a past day says about the steps it only planned.
 const REPLAY_NOTE: &str = "this cycle replays a past day (--as-of): scores are stored locally, \
     but nothing is written to the CRM and no email is sent (--act-on-past does both)";
+/// What a plan of a past day says: the cycle it previews would be a replay, which only lists
+/// its emails and tasks.
+const PLAN_REPLAY_NOTE: &str = "a cycle as of this past day (--as-of) would be a replay: it \
+    would store its scores locally, write nothing to the CRM and send no email, so its emails \
+    and tasks are only listed (--act-on-past acts on them)";
+
+fn replay_note(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Act => REPLAY_NOTE,
+        Mode::Plan => PLAN_REPLAY_NOTE,
+    }
+}
 
 /// Accounts scored (and saved) per chunk.
 const SCORE_CHUNK: usize = 2000;

@@ -6,7 +6,9 @@
 //! sandbox's `/_sandbox/writes`. No records are parsed, nothing is stored. `bench/cycle.sh`
 //! runs it right after a real cycle against the same sandbox.
 //!
-//! Usage: `minimal_client BASE_URL AS_OF(YYYY-MM-DD)`, token in `TOUCHPOINT_SOURCE_TOKEN`.
+//! Usage: `minimal_client BASE_URL AS_OF(YYYY-MM-DD) [FIRST_WRITE]`, token in
+//! `TOUCHPOINT_SOURCE_TOKEN`; with FIRST_WRITE, only the writes the sandbox recorded from that
+//! index on are replayed (those of a second cycle).
 
 use std::time::Instant;
 
@@ -99,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_else(|| "2025-06-02".to_owned())
         .parse()?;
+    // Writes the sandbox recorded before this index belong to earlier runs (an earlier cycle,
+    // or this client's own replay of it).
+    let first_write: usize = args.next().map_or(Ok(0), |n| n.parse())?;
     let token = std::env::var("TOUCHPOINT_SOURCE_TOKEN").unwrap_or_else(|_| "sandbox-token".into());
     let client = Client {
         http: reqwest::Client::builder().gzip(true).build()?,
@@ -154,7 +159,11 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let puts: Vec<&Write> = writes.iter().filter(|w| w.method == "PUT").collect();
+    let puts: Vec<&Write> = writes
+        .iter()
+        .skip(first_write)
+        .filter(|w| w.method == "PUT")
+        .collect();
     let writes_started = Instant::now();
     let mut answers = stream::iter(&puts)
         .map(|w| client.put(w))

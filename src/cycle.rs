@@ -198,6 +198,9 @@ impl ColourCounts {
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
     pub mode: Mode,
+    /// A cycle as of a past day that only plans its writes, emails and tasks (or, in a plan,
+    /// the preview of one).
+    pub replay: bool,
     pub run_id: Option<String>,
     pub status: RunStatus,
     pub reason: Option<String>,
@@ -328,8 +331,8 @@ impl<S: Source> Cycle<'_, S> {
         self.score_save_and_write(&mut report, &book, &mut facts, now, &previous, outward)
             .await?;
         drop(facts);
-        if self.replay && mode == Mode::Act {
-            report.writeback_note = Some(REPLAY_NOTE.into());
+        if self.replay {
+            report.writeback_note = Some(replay_note(mode).into());
         }
         tracing::info!(
             accounts = report.accounts.len(),
@@ -345,7 +348,7 @@ impl<S: Source> Cycle<'_, S> {
             }
         );
         tally(&mut report);
-        report.warnings = data_warnings(&report, unused_features);
+        report.warnings = data_warnings(&report, &book, unused_features);
         for warning in &report.warnings {
             tracing::warn!("{warning}");
         }
@@ -378,8 +381,8 @@ impl<S: Source> Cycle<'_, S> {
         );
         let step = Instant::now();
         let mut tasks = self.tasks(&report, &book, now).await?;
-        if self.replay && mode == Mode::Act {
-            tasks.note = Some(REPLAY_NOTE.into());
+        if self.replay {
+            tasks.note = Some(replay_note(mode).into());
         }
         report.tasks = Some(tasks);
         tracing::info!(
@@ -445,8 +448,13 @@ impl<S: Source> Cycle<'_, S> {
             now,
         };
         let mut report = run.run(book, run_id).await?;
-        if run_id.is_some() && self.replay && self.settings.surveys.enabled {
-            report.note = Some(REPLAY_NOTE.into());
+        if self.replay && self.settings.surveys.enabled {
+            let mode = if run_id.is_some() {
+                Mode::Act
+            } else {
+                Mode::Plan
+            };
+            report.note = Some(replay_note(mode).into());
         }
         Ok(report)
     }
@@ -542,6 +550,7 @@ impl<S: Source> Cycle<'_, S> {
         let scoring = &self.settings.scoring;
         CycleReport {
             mode,
+            replay: self.replay,
             run_id,
             status: RunStatus::Succeeded,
             reason: None,
@@ -761,6 +770,7 @@ impl<S: Source> Cycle<'_, S> {
             "surveys_not_sent": report.surveys.as_ref().map(|s| s.not_sent),
             "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
+            "warnings": report.warnings,
         });
         let read_whole_book = matches!(report.status, RunStatus::Succeeded | RunStatus::Partial);
         let pulled = read_whole_book.then_some(report.accounts_pulled as u64);
@@ -892,6 +902,18 @@ fn tally(report: &mut CycleReport) {
 /// What a replay of a past day says about the steps it only planned.
 const REPLAY_NOTE: &str = "this cycle replays a past day (--as-of): scores are stored locally, \
     but nothing is written to the CRM and no email is sent (--act-on-past does both)";
+/// What a plan of a past day says: the cycle it previews would be a replay, which only lists
+/// its emails and tasks.
+const PLAN_REPLAY_NOTE: &str = "a cycle as of this past day (--as-of) would be a replay: it \
+    would store its scores locally, write nothing to the CRM and send no email, so its emails \
+    and tasks are only listed (--act-on-past acts on them)";
+
+fn replay_note(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Act => REPLAY_NOTE,
+        Mode::Plan => PLAN_REPLAY_NOTE,
+    }
+}
 
 /// Accounts scored (and saved, in one transaction) per chunk. A chunk's receipts are a
 /// couple of kilobytes each and wait in memory until saved: small chunks keep that low, and
@@ -968,8 +990,8 @@ fn unused_key_features(book: &Book, settings: &Settings) -> Vec<String> {
 /// Looks for colours that the data or the configuration explain better than the customers do:
 /// a key feature no account ever used (a misspelt name, a usage feed that lost a feature),
 /// or a measure red nearly everywhere.
-fn data_warnings(report: &CycleReport, unused_features: Vec<String>) -> Vec<String> {
-    let mut warnings = Vec::new();
+fn data_warnings(report: &CycleReport, book: &Book, unused_features: Vec<String>) -> Vec<String> {
+    let mut warnings = book.notes.clone();
     if report.scored == 0 {
         return warnings;
     }

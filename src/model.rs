@@ -135,6 +135,24 @@ pub enum Persona {
 }
 
 impl Persona {
+    /// Every value the contract lists, as it spells them.
+    pub const LISTED: [Persona; 5] = [
+        Persona::ExecutiveSponsor,
+        Persona::Champion,
+        Persona::Admin,
+        Persona::EndUser,
+        Persona::Other,
+    ];
+
+    /// The persona `text` names, ignoring case and surrounding space; `None` for a value the
+    /// contract does not list (which touchpoint reads as [`Persona::Other`]).
+    pub fn from_listed(text: &str) -> Option<Persona> {
+        let text = text.trim();
+        Self::LISTED
+            .into_iter()
+            .find(|persona| persona.as_str().eq_ignore_ascii_case(text))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Persona::ExecutiveSponsor => "executive_sponsor",
@@ -189,6 +207,20 @@ pub enum ActivityType {
 }
 
 impl ActivityType {
+    /// Every value the contract lists.
+    pub const LISTED: [ActivityType; 3] = [
+        ActivityType::Call,
+        ActivityType::Meeting,
+        ActivityType::Webinar,
+    ];
+
+    /// The type `text` names, spelled exactly as the contract does; `None` for any other value
+    /// (which touchpoint reads as [`ActivityType::Other`]).
+    pub fn from_listed(text: &str) -> Option<ActivityType> {
+        let text = text.trim();
+        Self::LISTED.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActivityType::Call => "call",
@@ -316,6 +348,29 @@ pub struct Page<T> {
     pub data: Vec<T>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub next_cursor: Option<String>,
+}
+
+/// Puts a parser's message the way a person fixing the data reads it: what was expected,
+/// then what came. The parsers of this module already say it so; serde's own messages
+/// ("invalid type: null, expected a string", "missing field `name`", "unknown variant `x`,
+/// expected `nps` or `goal`") are turned round to match. Email addresses are masked.
+pub fn plain_message(message: &str) -> String {
+    let turned = if let Some(field) = message
+        .strip_prefix("missing field ")
+        .filter(|rest| rest.starts_with('`'))
+    {
+        format!("{field} is missing")
+    } else {
+        let body = ["invalid type: ", "invalid value: ", "unknown variant "]
+            .iter()
+            .find_map(|prefix| message.strip_prefix(prefix));
+        match body.and_then(|rest| rest.split_once(", expected ")) {
+            Some((found, expected)) => format!("expected {expected}, found {found}"),
+            None => message.to_owned(),
+        }
+    };
+    let turned = turned.replace("variant identifier", "one of the values the contract lists");
+    crate::telemetry::mask_emails_in(&turned)
 }
 
 /// One record that could not be used, and why. Bad input costs one record, never the cycle.

@@ -7,7 +7,9 @@
 //! grows with the number of accounts and contacts, not with the number of activities.
 //!
 //! Records are deduplicated by id (the same row on two pages counts once; the newest
-//! `updated_at` wins). A row that cannot be read costs that row only: it is kept as a
+//! `updated_at` wins). What the source noticed about the data beyond bad rows (see
+//! [`Source::take_notes`]) and usage counted past its window are kept as [`Book::notes`] for
+//! the run report. A row that cannot be read costs that row only: it is kept as a
 //! [`Rejected`] record with its reason and, when it names its account, holds that account
 //! back (its data is incomplete, and touchpoint never scores missing data as if it were
 //! empty). A row that names no account holds none back; the rest of the book is scored. A
@@ -65,6 +67,10 @@ pub struct Book {
     pub rows: RowCounts,
     /// NPS answers submitted in `[nps_since, now)`, which may open follow-up tasks.
     pub recent_nps: Vec<SurveyResponse>,
+    /// What the data looked like beyond its rejected rows (an id on several rows of a file, a
+    /// value the contract does not list, a count past its window), one line each, for the
+    /// run report's data warnings.
+    pub notes: Vec<String>,
 }
 
 impl Book {
@@ -80,7 +86,7 @@ impl Book {
             .and_then(|id| AccountId::parse(id).ok())
         {
             let reason = format!(
-                "a {} row was rejected: {}",
+                "a row of {} was rejected: {}",
                 rejected.dataset, rejected.reason
             );
             self.held.entry(account).or_insert(reason);
@@ -107,12 +113,14 @@ pub async fn pull<S: Source>(
     let mut book = Book::default();
 
     read_people(source, &mut book).await;
+    book.notes.extend(source.take_notes());
     if !book.is_complete() {
         return book;
     }
 
     start_facts(&builder, &mut book);
     read_evidence(source, &builder, (nps_since, now), &mut book).await;
+    book.notes.extend(source.take_notes());
     book
 }
 
@@ -213,6 +221,38 @@ struct Folding<'b> {
     seen_answers: HashSet<ResponseId>,
     recent_nps: Vec<SurveyResponse>,
     rows: RowCounts,
+    past_window: PastWindow,
+}
+
+/// Usage rows whose `days_active` exceeded the days of the window they cover: a bridge that
+/// counts over a longer window, or counts events rather than days. They are clamped to the
+/// window and noted once.
+#[derive(Default)]
+struct PastWindow {
+    rows: u64,
+    largest: u32,
+}
+
+impl PastWindow {
+    /// Clamps `row` to a window of `days`, counting it when it needed that.
+    fn clamp(&mut self, row: &mut UsageRow, days: u32) {
+        if row.days_active <= days {
+            return;
+        }
+        self.rows += 1;
+        self.largest = self.largest.max(row.days_active);
+        row.days_active = days;
+    }
+
+    fn note(&self, days: u32) -> Option<String> {
+        (self.rows > 0).then(|| {
+            format!(
+                "usage: {} row(s) say a feature was used on more days than the {days}-day \
+                 adoption window has (up to {}); they count as {days}",
+                self.rows, self.largest
+            )
+        })
+    }
 }
 
 impl Folding<'_> {
@@ -258,6 +298,7 @@ async fn read_evidence<S: Source>(
         seen_answers: HashSet::new(),
         recent_nps: Vec::new(),
         rows: RowCounts::default(),
+        past_window: PastWindow::default(),
     });
     let lock = || folding.lock().unwrap_or_else(PoisonError::into_inner);
     let mut activity_sink = |row: Result<Activity, Rejected>| {
@@ -281,7 +322,8 @@ async fn read_evidence<S: Source>(
         let mut f = lock();
         f.rows.usage += 1;
         match row {
-            Ok(u) => {
+            Ok(mut u) => {
+                f.past_window.clamp(&mut u, usage_query.window_days);
                 f.fold(&u.account_id, |facts| builder.fold_usage(facts, &u));
             }
             Err(r) => f.rejected.push(r),
@@ -313,6 +355,8 @@ async fn read_evidence<S: Source>(
     book.rows.usage = folded.rows.usage;
     book.rows.survey_responses = folded.rows.survey_responses;
     book.recent_nps = folded.recent_nps;
+    book.notes
+        .extend(folded.past_window.note(usage_query.window_days));
     folded.rejected.into_iter().for_each(|r| book.reject(r));
     let lists = [
         ("activities", book.rows.activities, activities_read),
@@ -387,5 +431,41 @@ fn note_failure(book: &mut Book, dataset: &'static str, result: Result<(), Sourc
     if let Err(error) = result {
         tracing::error!(dataset, "could not read the {dataset} list: {error}");
         book.failures.push(ListFailure { dataset, error });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(days_active: u32) -> UsageRow {
+        UsageRow {
+            account_id: AccountId::parse("A-1").expect("an id"),
+            feature: "alerts".to_owned(),
+            days_active,
+            event_count: 10,
+            active_users: 1,
+        }
+    }
+
+    #[test]
+    fn days_active_past_the_window_count_as_the_window_and_are_noted_once() {
+        let mut past = PastWindow::default();
+        let mut rows = [usage(12), usage(45), usage(31), usage(30)];
+
+        for row in &mut rows {
+            past.clamp(row, 30);
+        }
+
+        let days: Vec<u32> = rows.iter().map(|row| row.days_active).collect();
+        assert_eq!(days, [12, 30, 30, 30]);
+        assert_eq!(
+            past.note(30).as_deref(),
+            Some(
+                "usage: 2 row(s) say a feature was used on more days than the 30-day adoption \
+                 window has (up to 45); they count as 30"
+            )
+        );
+        assert_eq!(PastWindow::default().note(30), None, "nothing to say");
     }
 }

@@ -56,8 +56,9 @@ pub enum Command {
     Explain {
         /// The CRM id of the account.
         account_id: String,
-        /// Show the score in force on this UTC day (YYYY-MM-DD) instead of the latest: the
-        /// last one recorded by the end of that day, its receipt, and the history up to it.
+        /// Show the score in force on this UTC day (YYYY-MM-DD; today or earlier) instead of
+        /// the latest: the last one recorded by the end of that day, its receipt, and the
+        /// history up to it.
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<NaiveDate>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -88,7 +89,7 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Score as of the start of this UTC day (YYYY-MM-DD) instead of now.
+    /// Score as of the start of this UTC day (YYYY-MM-DD; today or earlier) instead of now.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -246,6 +247,20 @@ fn describe_source(settings: &Settings) -> String {
     }
 }
 
+/// Refuses an `--as-of` day after today (UTC). A score stamped in the future would stand as
+/// every account's latest until that day came, and a cycle for it would send today the
+/// emails of a wave that is not due; no score can be in force on such a day either.
+fn refuse_future(as_of: Option<NaiveDate>) -> anyhow::Result<()> {
+    let today = Utc::now().date_naive();
+    match as_of {
+        Some(day) if day > today => anyhow::bail!(
+            "--as-of {day} is after today ({today}, UTC): touchpoint scores and explains only \
+             days that have begun; use today or an earlier day"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The instant a run scores as of: the start of `as_of` (UTC), or now.
 pub fn as_of_instant(as_of: Option<NaiveDate>) -> DateTime<Utc> {
     as_of.map_or_else(Utc::now, |day| {
@@ -254,6 +269,7 @@ pub fn as_of_instant(as_of: Option<NaiveDate>) -> DateTime<Utc> {
 }
 
 async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+    refuse_future(args.as_of)?;
     let settings = load(config)?;
     let now = as_of_instant(args.as_of);
     let store = match mode {
@@ -433,6 +449,7 @@ async fn explain(
     as_of: Option<NaiveDate>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
+    refuse_future(as_of)?;
     let settings = load(config)?;
     let Some(store) = Store::open_read_only(&settings.store).await? else {
         anyhow::bail!(

@@ -301,10 +301,10 @@ fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
         }
         let _ = write!(out, "  planned: ");
     }
-    let verb = if report.mode == Mode::Plan {
-        "would send"
-    } else {
-        "due to send"
+    let verb = match (report.replay, report.mode) {
+        (true, _) => "due (listed only, not sent)",
+        (false, Mode::Plan) => "would send",
+        (false, Mode::Act) => "due to send",
     };
     let _ = writeln!(
         out,
@@ -408,12 +408,15 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     let _ = write!(out, "\nTasks: ");
     if let Some(note) = &tasks.note {
         let _ = writeln!(out, "{note}");
-        return;
+        if !report.replay {
+            return;
+        }
+        let _ = write!(out, "  planned: ");
     }
-    let verb = if report.mode == Mode::Plan {
-        "would open"
-    } else {
-        "opened"
+    let verb = match (report.replay, report.mode) {
+        (true, _) => "due (listed only, not opened)",
+        (false, Mode::Plan) => "would open",
+        (false, Mode::Act) => "opened",
     };
     let _ = writeln!(
         out,
@@ -425,7 +428,7 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     if let Some(breaker) = tasks.breaker.as_ref().filter(|b| b.tripped) {
         let _ = writeln!(out, "  !! {}", breaker.describe());
     }
-    if report.mode == Mode::Act {
+    if report.mode == Mode::Act && !report.replay {
         let _ = writeln!(
             out,
             "  CRM: {} confirmed ({} already there), {} failed, {} not sent (daily limit), {} \

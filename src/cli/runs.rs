@@ -106,8 +106,19 @@ fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
     if let Some(pulled) = run.accounts_pulled {
         let _ = writeln!(out, "  accounts pulled: {pulled}");
     }
-    if !run.summary.is_null() {
-        let _ = writeln!(out, "  counts: {}", run.summary);
+    let mut counts = run.summary.clone();
+    let warnings = counts
+        .as_object_mut()
+        .and_then(|fields| fields.remove("warnings"));
+    if !counts.is_null() {
+        let _ = writeln!(out, "  counts: {counts}");
+    }
+    let warnings = warnings.as_ref().and_then(serde_json::Value::as_array);
+    if let Some(warnings) = warnings.filter(|list| !list.is_empty()) {
+        let _ = writeln!(out, "\ncheck the data first: {}", warnings.len());
+        for warning in warnings {
+            let _ = writeln!(out, "  ! {}", warning.as_str().unwrap_or_default());
+        }
     }
     let _ = writeln!(out, "\nrejected records: {}", rejected.len());
     for record in rejected {
@@ -144,6 +155,33 @@ fn duration(ms: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn one_run_lists_its_data_warnings_apart_from_its_counts() {
+        let warning = "accounts.csv: 1 row(s) repeat the id of an earlier row";
+        let run = RunRecord {
+            id: "run-1".to_owned(),
+            command: "cycle".to_owned(),
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_ms: None,
+            as_of: "2025-01-01T00:00:00Z".to_owned(),
+            status: "partial".to_owned(),
+            reason: None,
+            source: "CSV book in book".to_owned(),
+            accounts_pulled: Some(5),
+            summary: json!({ "scored": 4, "warnings": [warning] }),
+        };
+
+        let text = detail(&run, &[]);
+
+        assert!(text.contains("  counts: {\"scored\":4}\n"), "{text}");
+        assert!(
+            text.contains(&format!("check the data first: 1\n  ! {warning}\n")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn durations_read_as_seconds_then_minutes() {

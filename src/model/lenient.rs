@@ -4,8 +4,10 @@
 //! absent). A value that cannot be read fails its record only; the caller turns that into a
 //! [`super::Rejected`] with the parser's message as the reason.
 
+use std::fmt;
+
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::de::{self, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
 use super::{ContactId, Outcome, Persona};
 
@@ -17,41 +19,143 @@ const FIRST_SANE_YEAR: i32 = 1900;
 /// is the year 5138 and 10^11 milliseconds is 1973, so the two readings cannot be confused
 /// for any date a CRM holds.
 const EPOCH_MILLIS_FLOOR: i64 = 100_000_000_000;
+/// How much of a rejected value a reason quotes: enough to find the cell, not a whole
+/// paragraph that was pasted into the wrong column.
+const QUOTED_CHARS: usize = 40;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// What each parser expects, as a rejection says it: "expected true or false, found ...".
+const BOOLEAN: &str = "true or false";
+const WHOLE_NUMBER: &str = "a whole number";
+const TIMESTAMP: &str = "an RFC 3339 timestamp, a date or epoch milliseconds";
+const DATE: &str = "a date (YYYY-MM-DD)";
+const ID: &str = "an id";
+const NPS_SCORE: &str = "a score from 0 to 10";
+const ONE_VALUE: &str = "a single value";
+
+/// One value as a CRM or a CSV cell sends it, before it is read as what its field needs.
 enum Scalar {
     Bool(bool),
-    Int(i64),
+    Int(i128),
     Float(f64),
     Text(String),
 }
 
 impl Scalar {
-    fn describe(&self) -> String {
+    /// The value as text, for fields that keep text whatever was sent (a zone, a domain).
+    fn into_text(self) -> String {
         match self {
             Scalar::Bool(b) => b.to_string(),
             Scalar::Int(i) => i.to_string(),
             Scalar::Float(f) => f.to_string(),
-            Scalar::Text(s) => format!("{s:?}"),
+            Scalar::Text(s) => s.trim().to_owned(),
         }
     }
 }
 
-/// Reads an optional scalar, treating a blank string like an absent value.
-fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Scalar>, D::Error> {
-    Ok(match Option::<Scalar>::deserialize(d)? {
-        Some(Scalar::Text(s)) if s.trim().is_empty() => None,
-        other => other,
-    })
+/// The value as a rejection quotes it: text in quotes, cut short, email addresses masked.
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Float(x) => write!(f, "{x:?}"),
+            Scalar::Text(s) => write!(f, "{:?}", quoted(s)),
+        }
+    }
+}
+
+fn quoted(text: &str) -> String {
+    let masked = crate::telemetry::mask_emails_in(text.trim());
+    if masked.chars().count() <= QUOTED_CHARS {
+        return masked;
+    }
+    let cut: String = masked.chars().take(QUOTED_CHARS).collect();
+    format!("{cut}...")
+}
+
+/// The reason every parser gives: what the field needs and what came instead.
+fn unexpected(expected: &str, found: impl fmt::Display) -> String {
+    format!("expected {expected}, found {found}")
+}
+
+/// Reads one value of any kind. `null`, an absent field, an empty CSV cell and blank text are
+/// all `None`; a list or an object is refused with what the field expected.
+struct ScalarVisitor {
+    expected: &'static str,
+}
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Option<Scalar>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Int(v.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Int(v.into())))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Int(v)))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
+        let value = i128::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int);
+        Ok(Some(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar::Float(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((!v.trim().is_empty()).then(|| Scalar::Text(v.to_owned())))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(A::Error::custom(unexpected(self.expected, "a list")))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(A::Error::custom(unexpected(self.expected, "an object")))
+    }
+}
+
+/// Reads an optional scalar for a field that expects `expected`.
+fn opt_scalar<'de, D: Deserializer<'de>>(
+    d: D,
+    expected: &'static str,
+) -> Result<Option<Scalar>, D::Error> {
+    d.deserialize_option(ScalarVisitor { expected })
 }
 
 /// Parses a timestamp: RFC 3339 with `Z` or an offset, a date-time without offset (UTC), a
 /// date alone (midnight UTC), or epoch seconds / milliseconds as a number or numeric string.
 pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, String> {
     let text = raw.trim();
+    let found = || format!("{:?}", quoted(text));
     let parsed = if let Ok(number) = text.parse::<i64>() {
-        from_epoch(number)
+        from_epoch(number).ok_or_else(|| unexpected(TIMESTAMP, found()))
     } else if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
         Ok(with_offset.with_timezone(&Utc))
     } else if let Ok(with_offset) = DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)) {
@@ -61,11 +165,9 @@ pub fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>, String> {
     } else if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN)))
     } else {
-        Err(format!(
-            "{text:?} is not an RFC 3339 timestamp, a date or epoch milliseconds"
-        ))
+        Err(unexpected(TIMESTAMP, found()))
     };
-    parsed.and_then(sane)
+    parsed.and_then(|at| sane(at, found()))
 }
 
 fn naive_date_time(text: &str) -> Option<NaiveDateTime> {
@@ -78,22 +180,22 @@ fn naive_date_time(text: &str) -> Option<NaiveDateTime> {
     .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
 }
 
-fn from_epoch(number: i64) -> Result<DateTime<Utc>, String> {
-    let parsed = if number.abs() >= EPOCH_MILLIS_FLOOR {
+fn from_epoch(number: i64) -> Option<DateTime<Utc>> {
+    if number.abs() >= EPOCH_MILLIS_FLOOR {
         DateTime::from_timestamp_millis(number)
     } else {
         DateTime::from_timestamp(number, 0)
-    };
-    parsed.ok_or_else(|| format!("epoch value {number} is out of range"))
+    }
 }
 
-fn sane(at: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+/// Refuses a year no CRM record can carry, quoting the value as it was `found`.
+fn sane(at: DateTime<Utc>, found: String) -> Result<DateTime<Utc>, String> {
     let year = at.year();
     if (FIRST_SANE_YEAR..=LAST_SANE_YEAR).contains(&year) {
-        Ok(at)
-    } else {
-        Err(format!("{} has the absurd year {year}", at.to_rfc3339()))
+        return Ok(at);
     }
+    let expected = format!("a time in the years {FIRST_SANE_YEAR} to {LAST_SANE_YEAR}");
+    Err(unexpected(&expected, format!("{found} (the year {year})")))
 }
 
 /// Parses a calendar date: `YYYY-MM-DD`, or any timestamp [`parse_timestamp`] accepts (its UTC
@@ -101,28 +203,38 @@ fn sane(at: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
 pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
     let text = raw.trim();
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return sane(Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN)))
-            .map(|at| at.date_naive());
+        let midnight = Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN));
+        return sane(midnight, format!("{:?}", quoted(text))).map(|at| at.date_naive());
     }
-    parse_timestamp(text).map(|at| at.date_naive())
+    parse_timestamp(text)
+        .map(|at| at.date_naive())
+        .map_err(|_| unexpected(DATE, format!("{:?}", quoted(text))))
 }
 
 fn scalar_timestamp(value: Scalar) -> Result<DateTime<Utc>, String> {
-    match value {
-        Scalar::Int(number) => from_epoch(number).and_then(sane),
-        Scalar::Float(number) => from_epoch(number as i64).and_then(sane),
-        Scalar::Text(text) => parse_timestamp(&text),
-        Scalar::Bool(b) => Err(format!("{b} is not a timestamp")),
-    }
+    let epoch = match &value {
+        Scalar::Text(text) => return parse_timestamp(text),
+        Scalar::Int(number) => i64::try_from(*number).ok(),
+        // Whole seconds or milliseconds; a fraction of a second is dropped.
+        Scalar::Float(number) if number.is_finite() && number.abs() < 9.0e18 => {
+            Some(number.trunc() as i64)
+        }
+        Scalar::Float(_) | Scalar::Bool(_) => None,
+    };
+    let at = epoch
+        .and_then(from_epoch)
+        .ok_or_else(|| unexpected(TIMESTAMP, &value))?;
+    sane(at, value.to_string())
 }
 
 pub(super) fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let value = opt_scalar(d)?.ok_or_else(|| D::Error::custom("timestamp is missing"))?;
+    let value = opt_scalar(d, TIMESTAMP)?
+        .ok_or_else(|| D::Error::custom(unexpected(TIMESTAMP, "nothing")))?;
     scalar_timestamp(value).map_err(D::Error::custom)
 }
 
 pub(super) fn opt_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
-    let Some(value) = opt_scalar(d)? else {
+    let Some(value) = opt_scalar(d, DATE)? else {
         return Ok(None);
     };
     let date = match value {
@@ -133,43 +245,38 @@ pub(super) fn opt_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDa
 }
 
 pub(super) fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-    opt_date(d)?.ok_or_else(|| D::Error::custom("date is missing"))
+    opt_date(d)?.ok_or_else(|| D::Error::custom(unexpected(DATE, "nothing")))
 }
 
 pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(opt_scalar(d)?.map(|value| match value {
-        Scalar::Text(text) => text.trim().to_owned(),
-        other => other.describe(),
-    }))
+    Ok(opt_scalar(d, ONE_VALUE)?.map(Scalar::into_text))
 }
 
 pub(super) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match Scalar::deserialize(d)? {
-        Scalar::Text(text) => Ok(text),
-        Scalar::Int(number) => Ok(number.to_string()),
-        other => Err(D::Error::custom(format!(
-            "{} is not an id",
-            other.describe()
-        ))),
+    match opt_scalar(d, ID)? {
+        Some(Scalar::Text(text)) => Ok(text),
+        Some(Scalar::Int(number)) => Ok(number.to_string()),
+        Some(other) => Err(D::Error::custom(unexpected(ID, other))),
+        None => Err(D::Error::custom(unexpected(ID, "nothing"))),
     }
 }
 
 fn scalar_bool(value: Scalar) -> Result<bool, String> {
-    match value {
-        Scalar::Bool(b) => Ok(b),
+    match &value {
+        Scalar::Bool(b) => Ok(*b),
         Scalar::Int(0) => Ok(false),
         Scalar::Int(1) => Ok(true),
         Scalar::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Ok(true),
             "false" | "no" | "0" => Ok(false),
-            _ => Err(format!("{text:?} is not a boolean")),
+            _ => Err(unexpected(BOOLEAN, &value)),
         },
-        other => Err(format!("{} is not a boolean", other.describe())),
+        _ => Err(unexpected(BOOLEAN, &value)),
     }
 }
 
 pub(super) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    opt_scalar(d)?
+    opt_scalar(d, BOOLEAN)?
         .map(scalar_bool)
         .transpose()
         .map_err(D::Error::custom)
@@ -184,12 +291,8 @@ pub(super) fn bool_or_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::E
 }
 
 pub(super) fn opt_persona<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Persona>, D::Error> {
-    let Some(text) = opt_string(d)? else {
-        return Ok(None);
-    };
-    let persona = serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase()))
-        .unwrap_or(Persona::Other);
-    Ok(Some(persona))
+    let persona = opt_string(d)?.map(|text| Persona::from_listed(&text).unwrap_or(Persona::Other));
+    Ok(persona)
 }
 
 pub(super) fn outcome<'de, D: Deserializer<'de>>(d: D) -> Result<Outcome, D::Error> {
@@ -202,41 +305,79 @@ pub(super) fn outcome<'de, D: Deserializer<'de>>(d: D) -> Result<Outcome, D::Err
     )
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IdList {
-    List(Vec<String>),
-    Joined(String),
+/// Reads a JSON array of ids, or (from CSV) one cell of ids separated by `;` or `,`. Nothing
+/// at all is an empty list.
+struct IdListVisitor;
+
+impl<'de> Visitor<'de> for IdListVisitor {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of contact ids")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.split([';', ',']).map(str::to_owned).collect())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut ids = Vec::new();
+        while let Some(id) = seq.next_element::<String>()? {
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
-/// A JSON array of ids, or (from CSV) one cell of ids separated by `;` or `,`.
 pub(super) fn id_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ContactId>, D::Error> {
-    let raw: Vec<String> = match Option::<IdList>::deserialize(d)? {
-        None => Vec::new(),
-        Some(IdList::List(ids)) => ids,
-        Some(IdList::Joined(text)) => text.split([';', ',']).map(str::to_owned).collect(),
-    };
+    let raw = d.deserialize_option(IdListVisitor)?;
     Ok(raw
         .iter()
         .filter_map(|id| ContactId::parse(id).ok())
         .collect())
 }
 
+/// The value as a whole number, when it is one (`7`, `7.0`, `"7"`, `"1e3"`).
+fn whole_number(value: &Scalar) -> Option<i128> {
+    let whole = |number: f64| (number.is_finite() && number.fract() == 0.0).then_some(number);
+    match value {
+        Scalar::Int(number) => Some(*number),
+        Scalar::Float(number) => whole(*number).map(|n| n as i128),
+        Scalar::Text(text) => {
+            let text = text.trim();
+            text.parse::<i128>()
+                .ok()
+                .or_else(|| whole(text.parse::<f64>().ok()?).map(|n| n as i128))
+        }
+        Scalar::Bool(_) => None,
+    }
+}
+
 fn scalar_count(value: Scalar) -> Result<u32, String> {
-    let number = match value {
-        Scalar::Int(number) => number,
-        Scalar::Float(number) if number.fract() == 0.0 => number as i64,
-        Scalar::Text(text) => text
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| format!("{text:?} is not a whole number"))?,
-        other => return Err(format!("{} is not a whole number", other.describe())),
+    let Some(number) = whole_number(&value) else {
+        return Err(unexpected(WHOLE_NUMBER, &value));
     };
-    u32::try_from(number).map_err(|_| format!("{number} is not a count (0 or more)"))
+    if number < 0 {
+        return Err(unexpected("a whole number of 0 or more", &value));
+    }
+    u32::try_from(number)
+        .map_err(|_| unexpected(&format!("a whole number up to {}", u32::MAX), &value))
 }
 
 pub(super) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    opt_scalar(d)?
+    opt_scalar(d, WHOLE_NUMBER)?
         .map(scalar_count)
         .transpose()
         .map(Option::unwrap_or_default)
@@ -244,13 +385,12 @@ pub(super) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 
 pub(super) fn opt_nps_score<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    let Some(value) = opt_scalar(d)? else {
+    let Some(value) = opt_scalar(d, NPS_SCORE)? else {
         return Ok(None);
     };
-    let number = scalar_count(value).map_err(D::Error::custom)?;
-    match u8::try_from(number) {
-        Ok(score) if score <= 10 => Ok(Some(score)),
-        _ => Err(D::Error::custom(format!("score {number} is outside 0-10"))),
+    match whole_number(&value).and_then(|n| u8::try_from(n).ok()) {
+        Some(score) if score <= 10 => Ok(Some(score)),
+        _ => Err(D::Error::custom(unexpected(NPS_SCORE, &value))),
     }
 }
 
@@ -289,6 +429,38 @@ mod tests {
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2023-02-29").is_err());
         assert!(parse_date("9999-12-31").is_err());
+    }
+
+    /// The reason a JSON row of type `T` is refused, as serde_json gives it.
+    fn refusal<T: serde::de::DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        serde_json::from_str::<T>(json)
+            .expect_err("the row is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn values_a_field_cannot_hold_are_refused_saying_what_came() {
+        use crate::model::{Account, UsageRow};
+        let usage = |days: &str| {
+            let row = format!(r#"{{"account_id": "A-1", "feature": "x", "days_active": {days}}}"#);
+            refusal::<UsageRow>(&row)
+        };
+        let account = |id: &str| {
+            let row = format!(r#"{{"id": {id}, "name": "A", "updated_at": "2024-12-01"}}"#);
+            refusal::<Account>(&row)
+        };
+
+        assert!(usage("1e30").starts_with("expected a whole number up to 4294967295, found 1e30"));
+        assert!(usage("-2").starts_with("expected a whole number of 0 or more, found -2"));
+        assert!(usage("[3]").starts_with("expected a whole number, found a list"));
+        assert!(
+            usage("340282366920938463463374607431768211455").starts_with(
+                "expected a whole number up to 4294967295, found 3.402823669209385e38"
+            )
+        );
+        assert!(account(r#"{"value": "A-1"}"#).starts_with("expected an id, found an object"));
+        assert!(account("null").starts_with("expected an id, found nothing"));
+        assert!(account("true").starts_with("expected an id, found true"));
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct CsvBook {
 }
 
 impl CsvBook {
-    /// Reads the book in `dir`; fails when one of its six files is absent or has no header.
+    /// Reads the book in `dir`; fails when one of its six files is absent, has no header row,
+    /// lacks a column the contract requires, or cannot be read to its end (see
+    /// [`crate::source::csv_dir::FileError`]).
     pub fn load(dir: &Path, anchor: NaiveDate) -> anyhow::Result<Self> {
         let mut rejected = BTreeMap::new();
         let accounts: Vec<Account> = load(
@@ -107,8 +109,9 @@ fn load<T: DeserializeOwned + Serialize>(
     rejected: &mut BTreeMap<String, u64>,
 ) -> anyhow::Result<Vec<T>> {
     let mut by_id = BTreeMap::new();
-    for row in read_rows::<T>(dir, dataset)? {
-        match row {
+    let mut rows = read_rows::<T>(dir, dataset)?;
+    for row in rows.by_ref() {
+        match row? {
             Ok(record) => {
                 if by_id.insert(id(&record), record).is_some() {
                     debug!(
@@ -128,6 +131,9 @@ fn load<T: DeserializeOwned + Serialize>(
             }
         }
     }
+    for note in rows.notes() {
+        warn!(dataset, "{note}");
+    }
     Ok(by_id.into_values().collect())
 }
 
@@ -135,7 +141,7 @@ fn load<T: DeserializeOwned + Serialize>(
 /// counted once rather than on every window.
 fn check_usage(dir: &Path, rejected: &mut BTreeMap<String, u64>) -> anyhow::Result<()> {
     for row in read_rows::<UsageDay>(dir, "usage")? {
-        if let Err(skipped) = row {
+        if let Err(skipped) = row? {
             warn!(reason = %skipped.reason, "skipped a usage row of the CSV book");
             *rejected.entry("usage".to_owned()).or_default() += 1;
         }

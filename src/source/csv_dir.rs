@@ -8,13 +8,22 @@
 //! nothing happened.
 //!
 //! Files are streamed row by row, so a book of any size is read in constant memory. A row that
-//! cannot be read costs that row only: it comes out as a [`Rejected`] naming its line, and
-//! reading goes on.
+//! cannot be read (a bad value, a cell that is not UTF-8, too few cells) costs that row only:
+//! it comes out as a [`Rejected`] naming its line and column, and reading goes on. What breaks
+//! the file itself fails the list instead ([`FileError`]): no header row, a required column
+//! missing, or a rejected row that runs over several lines (a stray quote that swallowed the
+//! rows after it). Repeated ids and values the contract does not list are noted once each
+//! ([`CsvRows::notes`]).
 //!
 //! `usage.csv` holds daily rows (`account_id, feature, date, event_count, active_users`);
 //! [`aggregate_usage`] folds them into the per-window rows that `GET /v1/usage` serves.
 //!
 //! This module does not own what is done with the records (scoring, serving, storing).
+
+mod cell;
+#[cfg(test)]
+mod tests;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,8 +33,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use chrono::{Days, NaiveDate};
 use serde::de::DeserializeOwned;
+use serde::de::value::{Error as CellError, MapDeserializer};
 
 use crate::model::{AccountId, Rejected, UsageDay, UsageRow};
+use cell::Cell;
+use watch::Watch;
 
 /// The lists of a CSV book, each read from `<name>.csv`.
 pub const DATASETS: [&str; 6] = [
@@ -37,6 +49,41 @@ pub const DATASETS: [&str; 6] = [
     "survey_responses",
 ];
 
+/// The columns the contract requires in each file. A file without one of them fails as a
+/// whole: reading it anyway would give every row that field's default (an account without
+/// `archived` is live, a contact without `email_opt_out` may be emailed).
+fn required_columns(dataset: &str) -> &'static [&'static str] {
+    match dataset {
+        "accounts" => &["id", "name", "archived", "updated_at"],
+        "owners" => &["id", "email", "name", "active"],
+        "contacts" => &[
+            "id",
+            "account_id",
+            "email_opt_out",
+            "archived",
+            "updated_at",
+        ],
+        "activities" => &[
+            "id",
+            "account_id",
+            "type",
+            "occurred_at",
+            "outcome",
+            "contact_ids",
+            "updated_at",
+        ],
+        "usage" => &[
+            "account_id",
+            "feature",
+            "date",
+            "event_count",
+            "active_users",
+        ],
+        "survey_responses" => &["id", "account_id", "survey", "submitted_at"],
+        _ => &[],
+    }
+}
+
 /// The path of one list's file inside a book, checking that the list is one of [`DATASETS`].
 pub fn dataset_path(dir: &Path, dataset: &str) -> anyhow::Result<PathBuf> {
     if !DATASETS.contains(&dataset) {
@@ -45,119 +92,273 @@ pub fn dataset_path(dir: &Path, dataset: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(format!("{dataset}.csv")))
 }
 
+/// Why a file of a CSV book cannot be read as a list at all. The list then fails as a whole
+/// (its data is missing, never empty), because going on would pass part of the file off as
+/// all of it.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(
+        "{file} has no header row (the file is empty); a list with no records still needs \
+         its header row"
+    )]
+    NoHeader { file: String },
+    #[error("{file} has no {} column, which the contract requires", names(.columns))]
+    MissingColumns {
+        file: String,
+        columns: Vec<&'static str>,
+    },
+    #[error(
+        "{file}, line {line}: a quoted value opens here and runs on over the following lines of \
+         a row that cannot be read, most likely a stray quote that swallowed the rows after it; \
+         check the quotes on line {line}"
+    )]
+    UnbalancedQuote { file: String, line: u64 },
+    #[error("failed to read {file} after line {line}: {source}")]
+    Read {
+        file: String,
+        line: u64,
+        source: csv::Error,
+    },
+}
+
+fn names(columns: &[&str]) -> String {
+    let quoted: Vec<String> = columns.iter().map(|name| format!("`{name}`")).collect();
+    quoted.join(", ")
+}
+
 /// Opens one list of a CSV book and streams its rows.
 ///
-/// Fails when the file is absent or its header cannot be read; after that, every row comes out
-/// as a record or as a [`Rejected`] whose reason names the line.
+/// Fails when the file is absent, has no header row, or lacks a column the contract requires
+/// (a file with only its header row is a list with no records). After that, every row comes
+/// out as a record or as a [`Rejected`] whose reason names its line (the file's own line
+/// number, the header being line 1) and, when it can, its column; a row that breaks the file
+/// itself (see [`FileError`]) ends the list with an error.
 pub fn read_rows<T: DeserializeOwned>(dir: &Path, dataset: &str) -> anyhow::Result<CsvRows<T>> {
     let path = dataset_path(dir, dataset)?;
     let file = File::open(&path)
         .with_context(|| format!("failed to open {} of the CSV book", path.display()))?;
+    let shown = path.display().to_string();
 
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(file);
-    let headers = reader
-        .headers()
-        .with_context(|| format!("failed to read the header line of {}", path.display()))?
-        .clone();
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let header = reader
+        .byte_headers()
+        .with_context(|| format!("failed to read the header row of {shown}"))?;
+    let columns = column_names(header)
+        .with_context(|| format!("the header row of {shown} is not UTF-8 text"))?;
+    check_columns(&shown, dataset, &columns)?;
 
     Ok(CsvRows {
+        watch: Watch::new(dataset),
         dataset: dataset.to_owned(),
-        headers,
-        records: reader.into_records(),
+        file: shown,
+        columns,
+        reader,
+        record: csv::ByteRecord::new(),
         done: false,
         row: PhantomData,
+    })
+}
+
+/// The header's column names, trimmed, without the byte-order mark spreadsheets put first.
+fn column_names(header: &csv::ByteRecord) -> Result<Vec<String>, std::str::Utf8Error> {
+    header
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let name = if index == 0 {
+                name.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(name)
+            } else {
+                name
+            };
+            std::str::from_utf8(name).map(|name| name.trim().to_owned())
+        })
+        .collect()
+}
+
+fn check_columns(file: &str, dataset: &str, columns: &[String]) -> Result<(), FileError> {
+    if columns.iter().all(String::is_empty) {
+        return Err(FileError::NoHeader {
+            file: file.to_owned(),
+        });
+    }
+    let missing: Vec<&'static str> = required_columns(dataset)
+        .iter()
+        .copied()
+        .filter(|required| !columns.iter().any(|name| name == required))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(FileError::MissingColumns {
+        file: file.to_owned(),
+        columns: missing,
     })
 }
 
 /// The rows of one CSV file, read one at a time. See [`read_rows`].
 pub struct CsvRows<T> {
     dataset: String,
-    headers: csv::StringRecord,
-    records: csv::StringRecordsIntoIter<File>,
-    /// Set after an I/O error: the reader cannot be trusted to move past it.
+    /// The file as reasons and errors name it.
+    file: String,
+    columns: Vec<String>,
+    reader: csv::Reader<File>,
+    record: csv::ByteRecord,
+    /// Set once the file can no longer be read (an I/O error, a quote that never closed).
     done: bool,
+    watch: Watch,
     row: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Iterator for CsvRows<T> {
-    type Item = Result<T, Rejected>;
+    type Item = Result<Result<T, Rejected>, FileError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
-        let record = match self.records.next()? {
-            Ok(record) => record,
-            Err(error) => {
-                self.done = error.is_io_error();
-                return Some(Err(self.unreadable(&error)));
+        let line = self.reader.position().line();
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.done = true;
+                return None;
+            }
+            Err(source) => {
+                self.done = true;
+                let file = self.file.clone();
+                return Some(Err(FileError::Read { file, line, source }));
+            }
+        }
+
+        let line = self.record.position().map_or(line, csv::Position::line);
+        let row = self.parse(line);
+        if row.is_err()
+            && let Some(opened) = self.quote_opened_on(line)
+        {
+            self.done = true;
+            let file = self.file.clone();
+            return Some(Err(FileError::UnbalancedQuote { file, line: opened }));
+        }
+        if row.is_ok() {
+            self.watch.row(&self.columns, &self.record, line);
+        }
+        Some(Ok(row))
+    }
+}
+
+impl<T: DeserializeOwned> CsvRows<T> {
+    /// Reads the current record as a `T`, or says why it cannot be one.
+    fn parse(&self, line: u64) -> Result<T, Rejected> {
+        let record = &self.record;
+        if record.len() != self.columns.len() {
+            let cells = match record.len() {
+                1 => "1 value".to_owned(),
+                n => format!("{n} values"),
+            };
+            let columns = self.columns.len();
+            let reason = format!("line {line}: {cells} where the header names {columns} columns");
+            return Err(self.rejected(reason));
+        }
+        let cells = match text_cells(record) {
+            Ok(cells) => cells,
+            Err(index) => {
+                let reason = format!(
+                    "line {line}, column `{}`: the text is not UTF-8 (save the file as UTF-8)",
+                    self.columns[index]
+                );
+                return Err(self.rejected(reason));
             }
         };
-        let parsed = record.deserialize(Some(&self.headers));
-        Some(parsed.map_err(|error| self.rejected(&record, &error)))
+
+        let fields = || {
+            let names = self.columns.iter().map(String::as_str);
+            MapDeserializer::<_, CellError>::new(names.zip(cells.iter().copied().map(Cell)))
+        };
+        T::deserialize(fields()).map_err(|_| {
+            let explained = serde_path_to_error::deserialize::<_, T>(fields());
+            let reason = match explained {
+                Ok(_) => format!("line {line}: the row could not be read"),
+                Err(error) => describe(line, &error),
+            };
+            self.rejected(reason)
+        })
     }
 }
 
 impl<T> CsvRows<T> {
-    /// A line the CSV reader itself could not split (wrong number of cells, bad UTF-8).
-    fn unreadable(&self, error: &csv::Error) -> Rejected {
-        let line = error.position().map_or(0, csv::Position::line);
-        Rejected {
-            dataset: self.dataset.clone(),
-            record_id: None,
-            account_id: None,
-            reason: format!("line {line}: {}", plain_message(error)),
-        }
+    /// What this file's rows said about the data beyond each row (ids on more than one row,
+    /// values the contract does not list), for the run report. Complete once the rows are
+    /// all read.
+    pub fn notes(&self) -> Vec<String> {
+        self.watch.notes(&self.file_name())
     }
 
-    /// A row whose cells were read but do not make a record, with its ids salvaged.
-    fn rejected(&self, record: &csv::StringRecord, error: &csv::Error) -> Rejected {
-        let line = record.position().map_or(0, csv::Position::line);
-        let record_id = self.cell(record, "id").or_else(|| self.cell(record, "key"));
+    fn file_name(&self) -> String {
+        format!("{}.csv", self.dataset)
+    }
+
+    /// A rejected row with the ids that can be read from it.
+    fn rejected(&self, reason: String) -> Rejected {
+        let record_id = self.cell("id").or_else(|| self.cell("key"));
         let account_id = if self.dataset == "accounts" {
             record_id.clone()
         } else {
-            self.cell(record, "account_id")
+            self.cell("account_id")
         };
         Rejected {
             dataset: self.dataset.clone(),
             record_id,
             account_id,
-            reason: format!("line {line}: {}", self.describe(error)),
+            reason,
         }
     }
 
-    fn cell(&self, record: &csv::StringRecord, column: &str) -> Option<String> {
-        let index = self.headers.iter().position(|name| name == column)?;
-        let value = record.get(index)?.trim();
+    /// The current record's cell in `column`, when it holds readable text.
+    fn cell(&self, column: &str) -> Option<String> {
+        let index = self.columns.iter().position(|name| name == column)?;
+        let value = std::str::from_utf8(self.record.get(index)?).ok()?.trim();
         (!value.is_empty()).then(|| value.to_owned())
     }
 
-    /// Names the column a deserialisation error is about, when the reader says which.
-    fn describe(&self, error: &csv::Error) -> String {
-        let csv::ErrorKind::Deserialize { err, .. } = error.kind() else {
-            return plain_message(error);
-        };
-        let column = err
-            .field()
-            .and_then(|index| self.headers.get(usize::try_from(index).ok()?));
-        match column {
-            Some(name) => format!("column `{name}`: {}", err.kind()),
-            None => err.kind().to_string(),
+    /// The line on which a value of the current record (which starts on `line`) opened a
+    /// quote that ran on over later lines, if one did. A rejected record that spans lines is
+    /// almost always a stray quote that swallowed the rows after it.
+    fn quote_opened_on(&self, line: u64) -> Option<u64> {
+        let mut breaks_before = 0;
+        for cell in &self.record {
+            let breaks = cell.iter().filter(|&&byte| byte == b'\n').count() as u64;
+            if breaks > 0 {
+                return Some(line + breaks_before);
+            }
+            breaks_before += breaks;
         }
+        None
     }
 }
 
-/// The reader's message without its own position prefix (the line is reported separately).
-fn plain_message(error: &csv::Error) -> String {
-    match error.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("{len} cells where the header has {expected_len}"),
-        csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 ({err})"),
-        _ => error.to_string(),
+/// The record's cells as trimmed text, or the index of the first that is not UTF-8.
+fn text_cells(record: &csv::ByteRecord) -> Result<Vec<&str>, usize> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(index, cell)| std::str::from_utf8(cell).map(str::trim).map_err(|_| index))
+        .collect()
+}
+
+/// A reason naming the column a value failed in, when serde could tell.
+fn describe(line: u64, error: &serde_path_to_error::Error<CellError>) -> String {
+    let message = crate::model::plain_message(&error.inner().to_string());
+    let column = error
+        .path()
+        .iter()
+        .next()
+        .and_then(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        });
+    match column {
+        Some(name) => format!("line {line}, column `{name}`: {message}"),
+        None => format!("line {line}: {message}"),
     }
 }
 
@@ -215,7 +416,7 @@ pub fn aggregate_usage(
     let mut pairs: BTreeMap<(AccountId, String), DayTotals> = BTreeMap::new();
     let mut rejected = Vec::new();
     for row in read_rows::<UsageDay>(dir, "usage")? {
-        match row {
+        match row? {
             Ok(day) if day.date >= window_start && day.date < window_end => {
                 if let Some(feature) = wanted_name(features, &day.feature) {
                     let key = (day.account_id.clone(), feature);
@@ -245,168 +446,4 @@ fn wanted_name(features: Option<&[String]>, feature: &str) -> Option<String> {
     list.iter()
         .find(|name| name.trim().eq_ignore_ascii_case(feature))
         .cloned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Account, Activity, Contact, Outcome, Persona};
-
-    fn book(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).expect("a CSV file");
-        }
-        dir
-    }
-
-    fn date(text: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a test date")
-    }
-
-    const ACCOUNTS: &str = "\
-id,name,domain,owner_id,basic_setup_done,contract_start_date,timezone,archived,updated_at
-A-1,Kalo Labs,kalo.example.com,O-1,true,2024-02-29,Europe/Berlin,false,2024-12-01T10:00:00Z
-A-2,Miren Group,,,,2023-05-31,,true,2024-11-30
-A-3,Broken Co,,O-1,perhaps,2023-01-01,,false,2024-11-30T00:00:00Z
-A-4,Short Row,,O-1
-";
-
-    #[test]
-    fn accounts_are_read_with_nulls_and_bad_rows_cost_one_row() {
-        let dir = book(&[("accounts.csv", ACCOUNTS)]);
-        let rows: Vec<_> = read_rows::<Account>(dir.path(), "accounts")
-            .expect("accounts.csv opens")
-            .collect();
-
-        assert_eq!(rows.len(), 4);
-        let first = rows[0].as_ref().expect("first row parses");
-        assert_eq!(first.basic_setup_done, Some(true));
-        assert_eq!(first.contract_start_date, Some(date("2024-02-29")));
-        let second = rows[1].as_ref().expect("second row parses");
-        assert_eq!(second.domain, None);
-        assert_eq!(second.owner_id, None);
-        assert_eq!(second.basic_setup_done, None);
-        assert!(second.archived);
-
-        let bad = rows[2].as_ref().expect_err("a bad boolean rejects the row");
-        assert_eq!(bad.record_id.as_deref(), Some("A-3"));
-        assert_eq!(bad.reason, "line 4: \"perhaps\" is not a boolean");
-        let short = rows[3].as_ref().expect_err("a short row is rejected");
-        assert!(short.reason.starts_with("line 5:"), "{}", short.reason);
-    }
-
-    #[test]
-    fn contacts_and_activities_keep_lists_and_personas() {
-        let contacts = "\
-id,account_id,email,name,persona,timezone,email_opt_out,merged_into,archived,updated_at
-P-1,A-1,ana@kalo.example.com,Ana Kalo,executive_sponsor,,false,,false,2024-10-18T11:00:00Z
-P-2,A-1,,,,Asia/Tokyo,true,P-1,false,2024-10-18T11:00:00Z
-";
-        let activities = "\
-id,account_id,type,series,occurred_at,outcome,contact_ids,updated_at
-AC-1,A-1,webinar,office_hours,2024-12-10T16:00:00Z,attended,P-1;P-2,2024-12-10T17:00:00Z
-";
-        let dir = book(&[("contacts.csv", contacts), ("activities.csv", activities)]);
-
-        let people: Vec<Contact> = read_rows(dir.path(), "contacts")
-            .expect("contacts.csv opens")
-            .collect::<Result<_, _>>()
-            .expect("both contacts parse");
-        assert_eq!(people[0].persona, Some(Persona::ExecutiveSponsor));
-        assert_eq!(people[1].email, None);
-        assert!(people[1].email_opt_out && !people[1].is_live());
-
-        let calls: Vec<Activity> = read_rows(dir.path(), "activities")
-            .expect("activities.csv opens")
-            .collect::<Result<_, _>>()
-            .expect("the activity parses");
-        assert_eq!(calls[0].outcome, Outcome::Attended);
-        assert_eq!(calls[0].contact_ids.len(), 2);
-    }
-
-    #[test]
-    fn an_absent_file_is_an_error_naming_it() {
-        let dir = book(&[]);
-        let error = read_rows::<Account>(dir.path(), "survey_responses")
-            .err()
-            .expect("an absent file fails");
-        assert!(format!("{error:#}").contains("survey_responses.csv"));
-        assert!(read_rows::<Account>(dir.path(), "deals").is_err());
-    }
-
-    const USAGE: &str = "\
-account_id,feature,date,event_count,active_users
-A-1,alerts,2024-11-30,9,9
-A-1,alerts,2024-12-01,5,2
-A-1,alerts,2024-12-01,3,1
-A-1,alerts,2024-12-02,0,4
-A-1,alerts,2024-12-31,7,1
-A-1,reports,2024-12-15,1,1
-A-2,alerts,2024-12-20,2,1
-A-2,alerts,not-a-date,2,1
-A-0,alerts,2025-01-01,2,1
-";
-
-    #[test]
-    fn usage_is_aggregated_over_a_half_open_window() {
-        let dir = book(&[("usage.csv", USAGE)]);
-        let (rows, rejected) = aggregate_usage(dir.path(), date("2025-01-01"), 31, None)
-            .expect("usage.csv aggregates");
-
-        let summary: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                let key = (row.account_id.as_str(), row.feature.as_str());
-                (key, row.days_active, row.event_count, row.active_users)
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                (("A-1", "alerts"), 2, 15, 4),
-                (("A-1", "reports"), 1, 1, 1),
-                (("A-2", "alerts"), 1, 2, 1),
-            ]
-        );
-        assert_eq!(rejected.len(), 1);
-        assert!(rejected[0].reason.starts_with("line 9:"));
-    }
-
-    #[test]
-    fn usage_can_be_narrowed_to_some_features() {
-        let dir = book(&[("usage.csv", USAGE)]);
-        let only = vec!["reports".to_owned()];
-        let (rows, _) = aggregate_usage(dir.path(), date("2025-01-01"), 31, Some(&only))
-            .expect("usage.csv aggregates");
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].feature, "reports");
-    }
-
-    #[test]
-    fn a_feature_filter_ignores_case_and_spaces_as_scoring_does() {
-        let usage = "\
-account_id,feature,date,event_count,active_users
-A-1,Dashboards,2024-12-02,3,1
-A-1,\" DASHBOARDS\",2024-12-03,2,1
-A-1,dashboards,2024-12-04,1,1
-A-1,Alerts,2024-12-05,1,1
-";
-        let dir = book(&[("usage.csv", usage)]);
-        let only = vec!["dashboards".to_owned()];
-
-        let (rows, rejected) = aggregate_usage(dir.path(), date("2025-01-01"), 31, Some(&only))
-            .expect("usage.csv aggregates");
-
-        assert!(rejected.is_empty(), "{rejected:?}");
-        let summary: Vec<_> = rows
-            .iter()
-            .map(|row| (row.feature.as_str(), row.days_active, row.event_count))
-            .collect();
-        assert_eq!(
-            summary,
-            vec![("dashboards", 3, 6)],
-            "one feature, three days"
-        );
-    }
 }

@@ -3,9 +3,11 @@
 //! The files are read line by line on a blocking-friendly thread ([`tokio::task::block_in_place`])
 //! so the runtime keeps serving while a large export is read. Filtering (activity window and
 //! types, answer dates) is applied here, exactly as the REST server applies it, so both
-//! sources give the puller the same rows.
+//! sources give the puller the same rows. What the files say about the data beyond each row
+//! (an id on two rows, a value the contract does not list) is kept as notes for the run report.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -18,11 +20,15 @@ use crate::model::{Account, Activity, Contact, Owner, Rejected, SurveyResponse, 
 #[derive(Debug, Clone)]
 pub struct CsvSource {
     dir: PathBuf,
+    notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl CsvSource {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            notes: Arc::default(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -36,22 +42,33 @@ impl CsvSource {
         keep: impl Fn(&T) -> bool,
     ) -> Result<(), SourceError> {
         tokio::task::block_in_place(|| {
-            let rows = csv_dir::read_rows::<T>(&self.dir, dataset)
+            let mut rows = csv_dir::read_rows::<T>(&self.dir, dataset)
                 .map_err(|e| SourceError::Csv(format!("{e:#}")))?;
-            for row in rows {
-                match row {
+            for row in rows.by_ref() {
+                match row.map_err(|e| SourceError::Csv(e.to_string()))? {
                     Ok(record) if !keep(&record) => {}
                     other => sink(other),
                 }
             }
+            self.note(rows.notes());
             Ok(())
         })
+    }
+
+    fn note(&self, notes: Vec<String>) {
+        let mut kept = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.extend(notes);
     }
 }
 
 impl Source for CsvSource {
     fn describe(&self) -> String {
         format!("CSV book in {}", self.dir.display())
+    }
+
+    fn take_notes(&self) -> Vec<String> {
+        let mut kept = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *kept)
     }
 
     async fn owners(&self, sink: Sink<'_, Owner>) -> Result<(), SourceError> {

@@ -104,6 +104,12 @@ pub type Sink<'a, T> = &'a mut (dyn FnMut(Result<T, Rejected>) + Send);
 pub trait Source {
     /// A short description for logs and reports (never the token).
     fn describe(&self) -> String;
+    /// What the source noticed about the data since the last call, beyond rejected rows: an
+    /// id that one file carries on several rows, a value the contract does not list. Each
+    /// note is one line of the run report's data warnings.
+    fn take_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     async fn owners(&self, sink: Sink<'_, Owner>) -> Result<(), SourceError>;
     async fn accounts(&self, sink: Sink<'_, Account>) -> Result<(), SourceError>;
     async fn contacts(&self, sink: Sink<'_, Contact>) -> Result<(), SourceError>;

@@ -388,5 +388,32 @@ fn parse_row<T: DeserializeOwned>(dataset: &str, row: &RawValue) -> Result<T, Re
             "row is not a JSON object",
         ));
     }
-    serde_json::from_str(text).map_err(|e| Rejected::from_json(dataset, &salvage(), e))
+    serde_json::from_str(text)
+        .map_err(|_| Rejected::from_json(dataset, &salvage(), explain::<T>(text)))
+}
+
+/// Why a row does not parse, in words for the person who fixes the data: the field, what it
+/// expected and what came. The row is parsed a second time with its path tracked, which only
+/// a failing row pays for.
+fn explain<T: DeserializeOwned>(text: &str) -> String {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let Err(error) = serde_path_to_error::deserialize::<_, T>(&mut json) else {
+        return "the row could not be read".to_owned();
+    };
+    let message = crate::model::plain_message(&without_position(error.inner()));
+    match error.path().to_string().as_str() {
+        "." => message,
+        field => format!("field `{field}`: {message}"),
+    }
+}
+
+/// serde_json's message without the " at line 1 column 57" it adds: that is a position
+/// inside the one row, which reads like a line of a file that does not exist.
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
 }

@@ -286,8 +286,13 @@ async fn a_key_feature_nobody_uses_is_flagged_as_a_data_problem() {
 
     let report = app.plan("2025-01-01").await;
 
-    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(report.warnings[0].contains("`dashbords`"));
+    let about_features: Vec<&String> = report
+        .warnings
+        .iter()
+        .filter(|warning| warning.contains("key feature"))
+        .collect();
+    assert_eq!(about_features.len(), 1, "{:?}", report.warnings);
+    assert!(about_features[0].contains("`dashbords`"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,7 +326,7 @@ async fn a_renamed_column_fails_the_pull_instead_of_scoring_empty_data() {
     assert_eq!(report.status, touchpoint::store::RunStatus::Failed);
     let reason = report.reason.expect("a reason");
     assert!(
-        reason.contains("activities list") && reason.contains("none of its 8 row(s)"),
+        reason.contains("activities.csv has no `account_id` column, which the contract requires"),
         "{reason}"
     );
     assert!(
@@ -372,7 +377,10 @@ async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored
         (rejected.dataset.as_str(), rejected.record_id.as_deref()),
         ("activities", Some("AC-9"))
     );
-    assert_eq!(rejected.reason, "line 10: AccountId is empty");
+    assert_eq!(
+        rejected.reason,
+        "line 10, column `account_id`: expected an id, found nothing"
+    );
     let run_id = report.run_id.clone().expect("a run id");
     let kept = store
         .run_rejections(&run_id)
@@ -383,4 +391,202 @@ async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored
     let mut hand_worked = report;
     hand_worked.rejected.clear();
     assert_hand_worked_colours(&hand_worked);
+}
+
+/// A cycle over the CSV book in `book`, read directly, with a store of its own in `dir`.
+async fn cycle_over(book: &Path, dir: &Path) -> (CycleReport, touchpoint::store::Store) {
+    let csv_dir = book.display().to_string();
+    let settings = settings_for(
+        "http://127.0.0.1:1",
+        dir,
+        &[
+            ("TOUCHPOINT__SOURCE__KIND", "csv"),
+            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
+        ],
+    );
+    let store = touchpoint::store::Store::open(&settings.store)
+        .await
+        .expect("the store opens");
+    let report = touchpoint::cli::cycle_once(
+        &settings,
+        Some(&store),
+        "cycle",
+        crate::helpers::start_of("2025-01-01"),
+        touchpoint::cycle::Mode::Act,
+    )
+    .await
+    .expect("the cycle runs to a report");
+    (report, store)
+}
+
+/// Rewrites one file of the book in `dir` with `change`.
+fn edit(dir: &Path, file: &str, change: impl FnOnce(String) -> String) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).expect("written");
+    std::fs::write(&path, change(text)).expect("rewritten");
+}
+
+/// `text` (a CSV file without quoted values) without its column `name`.
+fn drop_column(text: &str, name: &str) -> String {
+    let header = text.lines().next().expect("a header");
+    let index = header
+        .split(',')
+        .position(|column| column == name)
+        .expect("the column is there");
+    let mut kept = String::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let others: Vec<&str> = cells
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, cell)| *cell)
+            .collect();
+        kept.push_str(&others.join(","));
+        kept.push('\n');
+    }
+    kept
+}
+
+fn assert_failed_saying(report: &CycleReport, said: &str) {
+    assert_eq!(report.status, touchpoint::store::RunStatus::Failed);
+    let reason = report.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains(said), "{said:?} in {reason}");
+    assert!(report.accounts.is_empty(), "nothing is scored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_file_without_a_column_the_contract_requires_fails_the_run_naming_both() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let other_book = TempDir::new().expect("a temporary folder");
+    write_book(other_book.path(), &key_features());
+    edit(book.path(), "accounts.csv", |text| {
+        drop_column(&text, "archived")
+    });
+    edit(other_book.path(), "contacts.csv", |text| {
+        drop_column(&text, "email_opt_out")
+    });
+    let (dir, other_dir) = (
+        TempDir::new().expect("a folder"),
+        TempDir::new().expect("a folder"),
+    );
+
+    let (without_archived, _) = cycle_over(book.path(), dir.path()).await;
+    let (without_opt_out, _) = cycle_over(other_book.path(), other_dir.path()).await;
+
+    assert_failed_saying(
+        &without_archived,
+        "accounts.csv has no `archived` column, which the contract requires",
+    );
+    assert_failed_saying(
+        &without_opt_out,
+        "contacts.csv has no `email_opt_out` column, which the contract requires",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stray_quote_fails_the_run_naming_the_line_where_it_opened() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    edit(book.path(), "accounts.csv", |text| {
+        text.replacen("\nA-new,", "\n\"A-new,", 1)
+    });
+    let dir = TempDir::new().expect("a temporary folder");
+
+    let (report, _) = cycle_over(book.path(), dir.path()).await;
+
+    assert_failed_saying(&report, "accounts.csv, line 5: a quoted value opens here");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_csv_file_fails_the_run_saying_it_has_no_header_row() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    std::fs::write(book.path().join("activities.csv"), "").expect("emptied");
+    let dir = TempDir::new().expect("a temporary folder");
+
+    let (report, _) = cycle_over(book.path(), dir.path()).await;
+
+    assert_failed_saying(&report, "activities.csv has no header row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_is_not_utf8_costs_its_record_and_holds_its_account() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    let contacts = book.path().join("contacts.csv");
+    let text = std::fs::read_to_string(&contacts).expect("written");
+    let (before, after) = text.split_once("Arr One").expect("the contact's name");
+    let latin1 = [before.as_bytes(), b"Arr \xD8ne", after.as_bytes()].concat();
+    std::fs::write(&contacts, latin1).expect("rewritten");
+    let dir = TempDir::new().expect("a temporary folder");
+
+    let (report, _) = cycle_over(book.path(), dir.path()).await;
+
+    assert_eq!(report.status, touchpoint::store::RunStatus::Partial);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    let rejected = &report.rejected[0];
+    assert_eq!(
+        (
+            rejected.record_id.as_deref(),
+            rejected.account_id.as_deref()
+        ),
+        (Some("P-r1"), Some("A-red"))
+    );
+    assert!(
+        rejected.reason.contains("column `name`"),
+        "{}",
+        rejected.reason
+    );
+    assert_eq!(report.held.len(), 1, "{:?}", report.held);
+    assert_eq!(report.held[0].0, "A-red");
+    assert_eq!(report.scored, 3, "the rest of the book is scored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_ids_and_unlisted_values_are_warned_once_and_kept_in_the_run_report() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    edit(book.path(), "contacts.csv", |mut text| {
+        text.push_str("P-m1,A-mid,m1@example.com,Em One,Champion ,,false,,false,2024-02-01\n");
+        text.push_str("P-m3,A-mid,,,chief,,false,,false,2024-01-01T00:00:00Z\n");
+        text.push_str("P-m4,A-mid,,,chief,,false,,false,2024-01-01T00:00:00Z\n");
+        text
+    });
+    edit(book.path(), "activities.csv", |mut text| {
+        text.push_str("AC-9,A-mid,demo,,2024-12-20T15:00:00Z,completed,P-m1,2024-12-20\n");
+        text.push_str("AC-10,A-mid,demo,,2024-12-21T15:00:00Z,completed,P-m1,2024-12-21\n");
+        text
+    });
+    let dir = TempDir::new().expect("a temporary folder");
+
+    let (report, store) = cycle_over(book.path(), dir.path()).await;
+
+    let warned = |about: &str| {
+        let found: Vec<&String> = report
+            .warnings
+            .iter()
+            .filter(|w| w.contains(about))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one warning about {about:?}: {:?}",
+            report.warnings
+        );
+        found[0].clone()
+    };
+    assert!(warned("accounts.csv: 1 row(s) repeat").contains("A-green on lines 2 and 3"));
+    assert!(warned("contacts.csv: 1 row(s) repeat").contains("P-m1 on lines 4 and 7"));
+    assert!(warned("persona \"chief\"").contains("its 2 row(s) are read as `other`"));
+    assert!(warned("type \"demo\"").contains("its 2 row(s) count for nothing"));
+    assert_eq!(report.rejected.len(), 0, "{:?}", report.rejected);
+    let run_id = report.run_id.as_deref().expect("a run id");
+    let run = store
+        .run_record(run_id)
+        .await
+        .expect("the store answers")
+        .expect("the run is recorded");
+    assert_eq!(run.summary["warnings"], serde_json::json!(report.warnings));
 }

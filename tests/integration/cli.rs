@@ -93,6 +93,65 @@ async fn explain_as_of_a_day_shows_the_score_in_force_then_and_its_history() {
     assert!(said.contains("no score by the end of 2025-03-02"), "{said}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_after_today_is_refused_by_cycle_plan_and_explain() {
+    let app = App::generated(50, "2025-06-02").await;
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1)).to_string();
+    let commands: [&[&str]; 3] = [
+        &["cycle", "--as-of", &tomorrow],
+        &["plan", "--as-of", &tomorrow],
+        &["explain", "A-000001", "--as-of", &tomorrow],
+    ];
+
+    for args in commands {
+        let output = run(&app, args);
+
+        assert!(!output.status.success(), "{args:?} is refused");
+        let said = String::from_utf8_lossy(&output.stderr);
+        let refusal = format!("--as-of {tomorrow} is after today");
+        assert!(said.contains(&refusal), "{args:?}: {said}");
+    }
+    assert!(app.crm.health().is_empty(), "no score reached the CRM");
+    assert!(!app.settings.store.path.exists(), "no run was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_of_a_past_day_lists_what_the_replaying_cycle_would_and_says_so() {
+    let app = App::generated(300, "2025-06-02").await;
+    let with_surveys = |args: &[&str]| {
+        let output = touchpoint(&app)
+            .env("TOUCHPOINT__SURVEYS__ENABLED", "true")
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let plan = with_surveys(&["plan", "--as-of", "2025-06-02"]);
+    let cycle = with_surveys(&["cycle", "--as-of", "2025-06-02"]);
+
+    let listed = "a cycle as of this past day (--as-of) would be a replay";
+    assert!(plan.contains(&format!("\nSurveys: {listed}")), "{plan}");
+    assert!(plan.contains(&format!("\nTasks: {listed}")), "{plan}");
+    assert!(
+        cycle.contains("\nSurveys: this cycle replays a past day"),
+        "{cycle}"
+    );
+    for promise in ["would send", "would open"] {
+        assert!(!plan.contains(promise), "{promise:?} in {plan}");
+    }
+    let emails = " due (listed only, not sent)";
+    assert_eq!(count_before(&plan, emails), count_before(&cycle, emails));
+    let tasks = " due (listed only, not opened)";
+    assert_eq!(count_before(&plan, tasks), count_before(&cycle, tasks));
+    assert!(count_before(&plan, tasks) > 0, "{plan}");
+    assert!(
+        app.crm.health().is_empty(),
+        "the replay wrote nothing to the CRM"
+    );
+}
+
 /// Runs `command`, reads one line of its output, closes the pipe, and waits for it to end.
 fn read_one_line_then_close(mut command: Command) -> (String, Output) {
     let mut child = command

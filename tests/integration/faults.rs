@@ -126,6 +126,33 @@ async fn malformed_rows_cost_their_own_record_and_hold_only_their_account() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_row_is_rejected_naming_its_field_what_it_expected_and_what_came() {
+    let app = App::generated(BOOK, TODAY).await;
+    app.faults(Faults {
+        malformed_share: 0.05,
+        ..Faults::default()
+    });
+
+    let report = app.plan(TODAY).await;
+
+    let reasons: Vec<&str> = report.rejected.iter().map(|r| r.reason.as_str()).collect();
+    let expected = [
+        "field `id`: expected an id, found an object",
+        "field `updated_at`: expected an RFC 3339 timestamp, a date or epoch milliseconds, \
+         found \"not-a-date\"",
+        "field `submitted_at`: expected an RFC 3339 timestamp, a date or epoch milliseconds, \
+         found \"not-a-date\"",
+        "field `days_active`: expected a whole number, found \"several\"",
+    ];
+    assert!(!reasons.is_empty());
+    let unexplained: Vec<&&str> = reasons.iter().filter(|r| !expected.contains(r)).collect();
+    assert!(unexplained.is_empty(), "{unexplained:?}");
+    for reason in &expected[..2] {
+        assert!(reasons.contains(reason), "{reason:?} in {reasons:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_book_that_shrinks_suddenly_is_treated_as_incomplete() {
     let big = App::generated(BOOK, TODAY).await;
     big.cycle(TODAY).await;

@@ -40,7 +40,7 @@ cycle() {
     TOUCHPOINT__SOURCE__BASE_URL="http://127.0.0.1:$port" \
     TOUCHPOINT__STORE__PATH="$work/bench.db" \
     TOUCHPOINT__MAIL__FILE_DIR="$work/outbox" \
-    TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND=1000 \
+    TOUCHPOINT__SOURCE__REQUESTS_PER_SECOND=100000 \
     TOUCHPOINT__LOG__LEVEL=info \
     "$bin" cycle --as-of "$as_of" --act-on-past --output json \
     >"$work/$1.json" 2>"$work/$1.log"

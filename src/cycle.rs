@@ -94,7 +94,7 @@ pub struct ScoredAccount {
     /// written back and opens no task.
     pub superseded: bool,
     #[serde(skip)]
-    written: Option<String>,
+    written: Option<StoredScore>,
 }
 
 impl ScoredAccount {
@@ -111,7 +111,7 @@ impl ScoredAccount {
     }
 
     fn needs_write(&self) -> bool {
-        !self.superseded && self.written.as_deref() != Some(self.current.fingerprint().as_str())
+        !self.superseded && self.written != Some(self.current)
     }
 
     /// The reason of the measure at `index` (in [`Measure::ALL`] order), without the
@@ -134,7 +134,7 @@ impl ScoredAccount {
 #[derive(Debug, Default)]
 struct Previous {
     /// Every account's latest score.
-    latest: HashMap<String, Latest>,
+    latest: HashMap<Box<str>, Latest>,
     /// For accounts whose latest score is newer than this cycle's day, their history up to it.
     earlier: HashMap<String, Earlier>,
 }
@@ -834,7 +834,7 @@ fn compare(
             })
             .collect(),
         superseded: false,
-        written: previous.and_then(|p| p.written.clone()),
+        written: previous.and_then(|p| p.written),
     }
 }
 

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -97,14 +98,33 @@ impl StoredScore {
         let measures = self.measures.map(Colour::as_str).join("|");
         format!("{score}|{}|{measures}", self.band)
     }
+
+    /// The score a [`StoredScore::fingerprint`] was made from; `None` for anything else.
+    pub fn from_fingerprint(text: &str) -> Option<StoredScore> {
+        let mut parts = text.split('|');
+        let score = match parts.next()? {
+            "na" => None,
+            number => Some(number.parse::<u8>().ok().filter(|s| *s <= 100)?),
+        };
+        let band = Colour::parse(parts.next()?)?;
+        let mut measures = [Colour::Na; 4];
+        for measure in &mut measures {
+            *measure = Colour::parse(parts.next()?)?;
+        }
+        parts.next().is_none().then_some(StoredScore {
+            score,
+            band,
+            measures,
+        })
+    }
 }
 
 /// An account's latest stored score and what the CRM last accepted.
 #[derive(Debug, Clone)]
 pub struct Latest {
     pub scored: StoredScore,
-    pub as_of: String,
-    pub written: Option<String>,
+    /// What the CRM last accepted, read back from its fingerprint.
+    pub written: Option<StoredScore>,
     /// The day the band turned red, while it stays red (none for a baseline that was red).
     pub red_since: Option<NaiveDate>,
 }
@@ -362,30 +382,33 @@ impl Store {
         Ok(())
     }
 
-    /// Every account's latest score, keyed by account id.
-    pub async fn latest_scores(&self) -> anyhow::Result<HashMap<String, Latest>> {
-        let rows = sqlx::query(
-            "SELECT account_id, score, band, deployment, engagement, adoption, roi, as_of, written,
+    /// Every account's latest score, keyed by account id. Rows are read one at a time: a
+    /// large book's rows, all at once, would cost more memory than the map they become.
+    pub async fn latest_scores(&self) -> anyhow::Result<HashMap<Box<str>, Latest>> {
+        let mut rows = sqlx::query(
+            "SELECT account_id, score, band, deployment, engagement, adoption, roi, written,
                     red_since
              FROM account_scores",
         )
-        .fetch_all(&self.pool)
-        .await
-        .context("failed to read the latest scores")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let latest = Latest {
-                    scored: stored_score(&row),
-                    as_of: row.get("as_of"),
-                    written: row.get("written"),
-                    red_since: row
-                        .get::<Option<String>, _>("red_since")
-                        .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
-                };
-                (row.get::<String, _>("account_id"), latest)
-            })
-            .collect())
+        .fetch(&self.pool);
+        let mut latest = HashMap::new();
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("failed to read the latest scores")?
+        {
+            let score = Latest {
+                scored: stored_score(&row),
+                written: row
+                    .get::<Option<&str>, _>("written")
+                    .and_then(StoredScore::from_fingerprint),
+                red_since: row
+                    .get::<Option<&str>, _>("red_since")
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+            };
+            latest.insert(row.get::<&str, _>("account_id").into(), score);
+        }
+        Ok(latest)
     }
 
     /// For every account whose latest score is newer than `as_of`, what its history holds up
@@ -607,7 +630,6 @@ fn next_in_history(before: Option<Latest>, scored: StoredScore, as_of: String) -
     };
     Latest {
         scored,
-        as_of,
         written: None,
         red_since,
     }
@@ -707,4 +729,39 @@ async fn insert_history(
         .await
         .context("failed to save the score history")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_reads_back_as_the_score_it_was_made_from() {
+        let scores = [
+            StoredScore {
+                score: Some(83),
+                band: Colour::Green,
+                measures: [Colour::Green, Colour::Yellow, Colour::Green, Colour::Na],
+            },
+            StoredScore {
+                score: None,
+                band: Colour::Na,
+                measures: [Colour::Na, Colour::Red, Colour::Na, Colour::Na],
+            },
+        ];
+        for score in scores {
+            assert_eq!(
+                StoredScore::from_fingerprint(&score.fingerprint()),
+                Some(score)
+            );
+        }
+        for broken in [
+            "",
+            "83|green",
+            "101|green|green|green|green|green",
+            "83|teal|a|b|c|d",
+        ] {
+            assert_eq!(StoredScore::from_fingerprint(broken), None, "{broken}");
+        }
+    }
 }

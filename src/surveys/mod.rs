@@ -150,7 +150,13 @@ impl SurveyRun<'_> {
             history: &history,
             now: self.now,
         };
+        let planning = std::time::Instant::now();
         let plan = cadence::plan(&inputs, &self.settings.surveys);
+        tracing::debug!(
+            due = plan.send.len() + plan.deferred.len(),
+            duration_ms = planning.elapsed().as_millis() as u64,
+            "planned the survey waves"
+        );
 
         if let Some((run_id, store, delivery)) = acting {
             report.backend = Some(delivery.mailer.describe());

@@ -162,6 +162,7 @@ impl TaskRun<'_> {
         };
         let acting = run_id.is_some();
 
+        let started = std::time::Instant::now();
         if acting {
             report.reconciled = self.reconcile(crm).await;
         }
@@ -170,12 +171,29 @@ impl TaskRun<'_> {
         let decisions = self.decide(&triggers, breaker.tripped).await?;
         report.breaker = Some(breaker);
         sort_decisions(&mut report, decisions);
+        tracing::debug!(
+            triggers = triggers.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "decided which tasks are due"
+        );
 
         if let (Some(run_id), Some(store)) = (run_id, self.store) {
+            let started = std::time::Instant::now();
             store
                 .record_decisions(run_id, &report.opened, &decided_answers(&report), self.now)
                 .await?;
+            tracing::debug!(
+                tasks = report.opened.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "recorded the tasks in the ledger"
+            );
+            let started = std::time::Instant::now();
             self.execute(crm, store, &mut report).await?;
+            tracing::debug!(
+                confirmed = report.confirmed,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "wrote the tasks to the CRM"
+            );
         }
         Ok(report)
     }

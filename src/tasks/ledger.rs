@@ -14,10 +14,13 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::rules::{History, Reason, TaskDraft};
 use crate::store::{Store, timestamp};
+
+/// Rows per multi-row insert: well under SQLite's limit on bound values (14 per task).
+const ROWS_PER_STATEMENT: usize = 100;
 
 /// Statuses that count as "a task is open for this account and reason".
 const LIVE: [&str; 2] = ["pending", "open"];
@@ -109,41 +112,50 @@ impl Store {
             .begin()
             .await
             .context("failed to start a transaction")?;
-        for draft in drafts {
-            sqlx::query(
-                "INSERT INTO tasks (key, account_id, reason, kind, status, owner_id, priority,
-                     due_date, subject, body, trigger_id, run_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $12)
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(&draft.key)
-            .bind(&draft.account_id)
-            .bind(draft.reason.as_str())
-            .bind(draft.kind)
-            .bind(&draft.owner_id)
-            .bind(draft.priority.as_str())
-            .bind(draft.due_date.to_string())
-            .bind(&draft.subject)
-            .bind(&draft.body)
-            .bind(&draft.trigger_id)
-            .bind(run_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("failed to record task {}", draft.key))?;
+        for group in drafts.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tasks (key, account_id, reason, kind, status, owner_id, priority, \
+                 due_date, subject, body, trigger_id, run_id, created_at, updated_at) ",
+            );
+            insert.push_values(group, |mut row, draft| {
+                row.push_bind(&draft.key)
+                    .push_bind(&draft.account_id)
+                    .push_bind(draft.reason.as_str())
+                    .push_bind(draft.kind)
+                    .push_bind("pending")
+                    .push_bind(&draft.owner_id)
+                    .push_bind(draft.priority.as_str())
+                    .push_bind(draft.due_date.to_string())
+                    .push_bind(&draft.subject)
+                    .push_bind(&draft.body)
+                    .push_bind(&draft.trigger_id)
+                    .push_bind(run_id)
+                    .push_bind(&now)
+                    .push_bind(&now);
+            });
+            insert.push(" ON CONFLICT (key) DO NOTHING");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("failed to record tasks from {}", group[0].key))?;
         }
-        for (trigger_id, outcome, key) in decided {
-            sqlx::query(
-                "INSERT INTO task_triggers (trigger_id, outcome, task_key, decided_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (trigger_id) DO NOTHING",
-            )
-            .bind(trigger_id)
-            .bind(outcome)
-            .bind(key)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("failed to record trigger {trigger_id}"))?;
+        for group in decided.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO task_triggers (trigger_id, outcome, task_key, decided_at) ",
+            );
+            insert.push_values(group, |mut row, (trigger_id, outcome, key)| {
+                row.push_bind(trigger_id)
+                    .push_bind(outcome)
+                    .push_bind(key)
+                    .push_bind(&now);
+            });
+            insert.push(" ON CONFLICT (trigger_id) DO NOTHING");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("failed to record triggers from {}", group[0].0))?;
         }
         tx.commit()
             .await

@@ -324,7 +324,7 @@ impl<S: Source> Cycle<'_, S> {
 
         let step = Instant::now();
         let outward = if self.replay { Mode::Plan } else { mode };
-        let unused_features = unused_key_features(&book, self.settings);
+        let usage = KeyFeatureUsage::of(&book, self.settings);
         // Each account's facts are dropped once it is scored, so the facts shrink while the
         // scores grow.
         let mut facts = std::mem::take(&mut book.facts);
@@ -348,7 +348,7 @@ impl<S: Source> Cycle<'_, S> {
             }
         );
         tally(&mut report);
-        report.warnings = data_warnings(&report, &book, unused_features);
+        report.warnings = data_warnings(&report, &book, usage, self.settings);
         for warning in &report.warnings {
             tracing::warn!("{warning}");
         }
@@ -381,7 +381,7 @@ impl<S: Source> Cycle<'_, S> {
         );
         let step = Instant::now();
         let mut tasks = self.tasks(&report, &book, now).await?;
-        if self.replay {
+        if self.replay && self.crm.is_some() {
             tasks.note = Some(replay_note(mode).into());
         }
         report.tasks = Some(tasks);
@@ -970,32 +970,71 @@ const SUSPICIOUS_RED_SHARE: f64 = 0.9;
 /// Below this many scored accounts, shares say too little to warn about.
 const WARN_MIN_ACCOUNTS: usize = 20;
 
-/// The key features no account of the book used in the adoption window.
-fn unused_key_features(book: &Book, settings: &Settings) -> Vec<String> {
-    settings
-        .scoring
-        .adoption()
-        .key_features
-        .iter()
-        .filter(|feature| {
-            !book
-                .facts
-                .values()
-                .any(|facts| facts.feature_days.contains_key(feature.as_str()))
+/// What the book's usage of the key features says about the adoption rule, read before the
+/// facts are consumed by scoring.
+struct KeyFeatureUsage {
+    /// Key features no account used in the adoption window.
+    unused: Vec<String>,
+    /// The most distinct days any account used any key feature in the window.
+    busiest_days: u32,
+}
+
+impl KeyFeatureUsage {
+    fn of(book: &Book, settings: &Settings) -> KeyFeatureUsage {
+        let unused = settings
+            .scoring
+            .adoption()
+            .key_features
+            .iter()
+            .filter(|feature| {
+                !book
+                    .facts
+                    .values()
+                    .any(|facts| facts.feature_days.contains_key(feature.as_str()))
+            })
+            .cloned()
+            .collect();
+        let busiest_days = book
+            .facts
+            .values()
+            .flat_map(|facts| facts.feature_days.iter().map(|(_, days)| *days))
+            .max()
+            .unwrap_or(0);
+        KeyFeatureUsage {
+            unused,
+            busiest_days,
+        }
+    }
+
+    /// Why adoption may be red almost everywhere: no account reaches the days a feature needs.
+    fn adoption_hint(&self, settings: &Settings) -> Option<String> {
+        let adoption = settings.scoring.adoption();
+        (self.busiest_days < adoption.min_days_active).then(|| {
+            format!(
+                " (no account used a key feature on more than {} distinct day(s) of the \
+                 {}-day window, and a feature counts as adopted from \
+                 scoring.adoption.min_days_active = {} days)",
+                self.busiest_days, adoption.window_days, adoption.min_days_active
+            )
         })
-        .cloned()
-        .collect()
+    }
 }
 
 /// Looks for colours that the data or the configuration explain better than the customers do:
 /// a key feature no account ever used (a misspelt name, a usage feed that lost a feature),
 /// or a measure red nearly everywhere.
-fn data_warnings(report: &CycleReport, book: &Book, unused_features: Vec<String>) -> Vec<String> {
+fn data_warnings(
+    report: &CycleReport,
+    book: &Book,
+    usage: KeyFeatureUsage,
+    settings: &Settings,
+) -> Vec<String> {
     let mut warnings = book.notes.clone();
     if report.scored == 0 {
         return warnings;
     }
-    for feature in unused_features {
+    let adoption_hint = usage.adoption_hint(settings);
+    for feature in usage.unused {
         warnings.push(format!(
             "no usage rows for key feature `{feature}` in the adoption window: check \
              scoring.adoption.key_features against the feature names the usage source sends"
@@ -1011,10 +1050,14 @@ fn data_warnings(report: &CycleReport, book: &Book, unused_features: Vec<String>
             .map_or(0, |counts| counts.red);
         let share = red as f64 / report.scored as f64;
         if share >= SUSPICIOUS_RED_SHARE {
+            let hint = match measure {
+                Measure::Adoption => adoption_hint.as_deref().unwrap_or_default(),
+                _ => "",
+            };
             warnings.push(format!(
-                "{} is red for {red} of {} scored accounts ({:.0}%): a measure red almost \
-                 everywhere usually points to the data or the [scoring] configuration rather \
-                 than to the customers; check them before acting on it",
+                "{} is red for {red} of {} scored accounts ({:.0}%){hint}: a measure red \
+                 almost everywhere usually points to the data or the [scoring] configuration \
+                 rather than to the customers; check them before acting on it",
                 measure.as_str(),
                 report.scored,
                 share * 100.0
@@ -1028,4 +1071,36 @@ fn data_warnings(report: &CycleReport, book: &Book, unused_features: Vec<String>
 fn new_run_id() -> String {
     let suffix: u16 = rand::random();
     format!("run-{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::load_from(None, Some(HashMap::new())).expect("the defaults load")
+    }
+
+    #[test]
+    fn adoption_red_everywhere_says_when_no_account_reaches_the_days_a_feature_needs() {
+        let settings = settings();
+        let sparse = KeyFeatureUsage {
+            unused: Vec::new(),
+            busiest_days: 2,
+        };
+        let hint = sparse.adoption_hint(&settings).expect("a hint");
+        assert!(hint.contains("more than 2 distinct day(s)"), "{hint}");
+        assert!(
+            hint.contains("scoring.adoption.min_days_active = 4"),
+            "{hint}"
+        );
+
+        let busy = KeyFeatureUsage {
+            unused: Vec::new(),
+            busiest_days: 12,
+        };
+        assert_eq!(busy.adoption_hint(&settings), None);
+    }
 }

@@ -4,6 +4,7 @@
 mod book;
 mod browser;
 mod cli;
+mod client;
 mod config;
 mod cycle;
 mod deploy;

@@ -599,11 +599,19 @@ impl<S: Source> Cycle<'_, S> {
         outward: Mode,
     ) -> anyhow::Result<()> {
         let scoring = &self.settings.scoring;
-        let saver = match (self.store, report.run_id.as_deref()) {
-            (Some(store), Some(run_id)) => Some(Saver::start(store, run_id, now, scoring)),
-            _ => None,
-        };
         let writer = self.health_writer(report, outward);
+        // Scores go to the CRM only once saved: a row saved as "sent, not yet confirmed" is
+        // sent again by the next cycle if this one dies before the CRM's answer is recorded.
+        let (saver, items_tx) = match (self.store, report.run_id.as_deref()) {
+            (Some(store), Some(run_id)) => {
+                let items_tx = writer.as_ref().map(|(tx, _)| tx.clone());
+                (
+                    Some(Saver::start(store, run_id, now, scoring, items_tx)),
+                    None,
+                )
+            }
+            _ => (None, writer.as_ref().map(|(tx, _)| tx.clone())),
+        };
         let live: Vec<&Account> = book
             .accounts
             .values()
@@ -614,17 +622,25 @@ impl<S: Source> Cycle<'_, S> {
         for chunk in live.chunks(SCORE_CHUNK) {
             let (rows, items) =
                 self.score_chunk(report, facts, chunk, now, previous, &saver, &writer)?;
-            if let Some(saver) = &saver
-                && saver.rows.send(rows).await.is_err()
-            {
-                break;
-            }
-            if let Some((items_tx, _)) = &writer {
-                // The writer only stops early by panicking, which its join below reports.
-                let _ = items_tx.send(items).await;
+            match (&saver, &items_tx) {
+                (Some(saver), _) => {
+                    if saver.chunks.send((rows, items)).await.is_err() {
+                        break;
+                    }
+                }
+                (None, Some(items_tx)) => {
+                    // The writer only stops early by panicking, which its join below reports.
+                    let _ = items_tx.send(items).await;
+                }
+                (None, None) => {}
             }
         }
+        drop(items_tx);
 
+        let saved = match saver {
+            Some(saver) => saver.finish().await.context("failed to save the scores"),
+            None => Ok(()),
+        };
         let written = match writer {
             Some((items_tx, task)) => {
                 drop(items_tx);
@@ -635,12 +651,7 @@ impl<S: Source> Cycle<'_, S> {
             }
             None => None,
         };
-        if let Some(saver) = saver {
-            saver.finish().await.context("failed to save the scores")?;
-        }
-        if let (Some(store), Some(written)) = (self.store, &written) {
-            store.mark_written(&written.stored, Utc::now()).await?;
-        }
+        saved?;
         if written.is_some() {
             report.client = self.crm.map(RestClient::counts);
         }
@@ -666,15 +677,17 @@ impl<S: Source> Cycle<'_, S> {
         let model_version = scoring.model_version();
         let mut rows = Vec::new();
         let mut items = Vec::new();
+        let sends = writer.is_some();
         for account in chunk {
             let Some(facts) = facts.remove(&account.id) else {
                 continue;
             };
             let card = scoring::score(&facts, scoring, now);
             let (compared, changed) = previous.compare(account, &card, now);
-            if compared.needs_write() {
+            let due = compared.needs_write();
+            if due {
                 report.writes_due += 1;
-                if writer.is_some() {
+                if sends {
                     let id = &compared.account_id;
                     items.push(HealthItem::new(id, &compared.current, now, model_version));
                 }
@@ -689,6 +702,11 @@ impl<S: Source> Cycle<'_, S> {
                     red_since: compared.red_since,
                     changed,
                     latest: !compared.superseded,
+                    written: if due && sends {
+                        None
+                    } else {
+                        compared.written.map(|w| w.fingerprint())
+                    },
                 });
             }
             report.accounts.push(compared);
@@ -715,6 +733,7 @@ impl<S: Source> Cycle<'_, S> {
             crm.clone(),
             self.settings.writeback.clone(),
             items_rx,
+            self.store.cloned(),
         ));
         Some((items_tx, task))
     }
@@ -927,9 +946,9 @@ const PIPELINE_CHUNKS: usize = 2;
 type HealthWriter = (mpsc::Sender<Vec<HealthItem>>, JoinHandle<WritebackReport>);
 
 /// A task that saves chunks of scores as the cycle hands them over, in order, each chunk in
-/// one transaction.
+/// one transaction, and then hands the chunk's score changes to the write-back, if any.
 struct Saver {
-    rows: mpsc::Sender<Vec<ScoreRow>>,
+    chunks: mpsc::Sender<(Vec<ScoreRow>, Vec<HealthItem>)>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -939,26 +958,32 @@ impl Saver {
         run_id: &str,
         as_of: DateTime<Utc>,
         scoring: &scoring::ScoringConfig,
+        write_back: Option<mpsc::Sender<Vec<HealthItem>>>,
     ) -> Self {
-        let (rows, mut chunks) = mpsc::channel::<Vec<ScoreRow>>(PIPELINE_CHUNKS);
+        let (chunks, mut received) = mpsc::channel(PIPELINE_CHUNKS);
         let (store, run_id, version) = (store.clone(), run_id.to_owned(), scoring.version());
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut saved = 0;
-            while let Some(chunk) = chunks.recv().await {
-                store.save_scores(&run_id, as_of, &version, &chunk).await?;
-                saved += chunk.len();
+            while let Some((rows, items)) = received.recv().await {
+                let rows: Vec<ScoreRow> = rows;
+                store.save_scores(&run_id, as_of, &version, &rows).await?;
+                saved += rows.len();
+                if let Some(write_back) = &write_back {
+                    // The write-back only stops early by panicking, which its join reports.
+                    let _ = write_back.send(items).await;
+                }
             }
             let duration_ms = started.elapsed().as_millis() as u64;
             tracing::debug!(run.id = %run_id, saved, duration_ms, "saved the scores");
             Ok(())
         });
-        Self { rows, task }
+        Self { chunks, task }
     }
 
     /// Waits for every chunk handed over to be saved, and says whether all were.
     async fn finish(self) -> anyhow::Result<()> {
-        drop(self.rows);
+        drop(self.chunks);
         self.task
             .await
             .context("the task saving scores stopped unexpectedly")?

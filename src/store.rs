@@ -142,6 +142,10 @@ pub struct ScoreRow {
     /// Whether this becomes the account's latest score. A replay of a day older than the stored
     /// latest score only adds to the history: the latest row stays what the newest day said.
     pub latest: bool,
+    /// The fingerprint of what the CRM holds, as far as the store knows once this row is saved:
+    /// the last confirmed one, or `None` when this cycle sends the score (until the CRM
+    /// confirms it, what it holds is unknown, so a cycle that dies in between sends it again).
+    pub written: Option<String>,
 }
 
 /// What the history says about an account whose latest score is newer than the day a replay
@@ -660,7 +664,7 @@ async fn upsert_latest(
 ) -> anyhow::Result<()> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO account_scores (account_id, run_id, as_of, score, band, deployment, \
-         engagement, adoption, roi, trend, receipt, config_version, red_since) ",
+         engagement, adoption, roi, trend, receipt, config_version, red_since, written) ",
     );
     insert.push_values(rows, |mut values, row| {
         let [deployment, engagement, adoption, roi] = row.scored.measures.map(Colour::as_str);
@@ -677,7 +681,8 @@ async fn upsert_latest(
             .push_bind(&row.trend)
             .push_bind(&row.receipt)
             .push_bind(config_version)
-            .push_bind(row.red_since.map(|d| d.to_string()));
+            .push_bind(row.red_since.map(|d| d.to_string()))
+            .push_bind(&row.written);
     });
     insert.push(
         " ON CONFLICT (account_id) DO UPDATE SET run_id = excluded.run_id, \
@@ -685,7 +690,9 @@ async fn upsert_latest(
          deployment = excluded.deployment, engagement = excluded.engagement, \
          adoption = excluded.adoption, roi = excluded.roi, trend = excluded.trend, \
          receipt = excluded.receipt, config_version = excluded.config_version, \
-         red_since = excluded.red_since \
+         red_since = excluded.red_since, written = excluded.written, \
+         written_at = CASE WHEN excluded.written IS NULL THEN NULL \
+                      ELSE account_scores.written_at END \
          WHERE excluded.as_of >= account_scores.as_of",
     );
     insert

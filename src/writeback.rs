@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::scoring::Colour;
 use crate::settings::WritebackSettings;
 use crate::source::{RestClient, SourceError};
-use crate::store::StoredScore;
+use crate::store::{Store, StoredScore};
 
 /// One account's score as the contract writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -85,9 +85,7 @@ struct ItemResult {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WritebackReport {
     pub attempted: usize,
-    /// `(account_id, fingerprint)` of every item the CRM stored.
-    #[serde(skip)]
-    pub stored: Vec<(String, String)>,
+    /// Items the CRM stored.
     pub stored_count: usize,
     /// `(account_id, status)` of items the CRM refused (404 unknown account, 422 invalid).
     pub refused: Vec<(String, u16)>,
@@ -97,14 +95,16 @@ pub struct WritebackReport {
     pub not_sent: usize,
 }
 
-/// Sends every item it receives, batch by batch, several batches in flight at once, and
-/// reports what the CRM stored. Items arrive in chunks while the cycle is still scoring, so
-/// the CRM's round trips overlap the scoring and the store's writes; the report is complete
-/// once the sender is dropped.
+/// Sends every item it receives, batch by batch, several batches in flight at once, records
+/// in `store` each item the CRM stored as soon as its batch is answered, and reports what the
+/// CRM did. Items arrive in chunks while the cycle is still scoring, so the CRM's round trips
+/// overlap the scoring and the store's writes; the report is complete once the sender is
+/// dropped. Items must be saved before they are sent: marking one written updates its row.
 pub async fn write_back(
     client: RestClient,
     settings: WritebackSettings,
     chunks: mpsc::Receiver<Vec<HealthItem>>,
+    store: Option<Store>,
 ) -> WritebackReport {
     let started = std::time::Instant::now();
     let size = settings.batch_size.max(1);
@@ -132,14 +132,16 @@ pub async fn write_back(
         };
         report.attempted += batch.len();
         match answer {
-            Ok(results) => record_results(&mut report, &batch, results),
+            Ok(results) => {
+                let stored = record_results(&mut report, &batch, results);
+                mark_written(store.as_ref(), &stored).await;
+            }
             Err(e) => {
                 tracing::warn!(items = batch.len(), "a health write-back batch failed: {e}");
                 report.failed_batches.push(e.to_string());
             }
         }
     }
-    report.stored_count = report.stored.len();
     tracing::debug!(
         attempted = report.attempted,
         stored = report.stored_count,
@@ -169,17 +171,22 @@ async fn put_batch(
     client.put("v1/health", &HealthBatch { items: batch }).await
 }
 
-fn record_results(report: &mut WritebackReport, batch: &[HealthItem], results: HealthResults) {
+/// Records one batch's answers in the report and returns `(account_id, fingerprint)` of the
+/// items the CRM stored.
+fn record_results(
+    report: &mut WritebackReport,
+    batch: &[HealthItem],
+    results: HealthResults,
+) -> Vec<(String, String)> {
     let by_id: HashMap<&str, &HealthItem> =
         batch.iter().map(|i| (i.account_id.as_str(), i)).collect();
+    let mut stored = Vec::with_capacity(batch.len());
     for result in results.results {
         let Some(item) = by_id.get(result.account_id.as_str()) else {
             continue;
         };
         if result.status == 200 {
-            report
-                .stored
-                .push((item.account_id.clone(), item.fingerprint.clone()));
+            stored.push((item.account_id.clone(), item.fingerprint.clone()));
         } else {
             tracing::warn!(
                 account.id = %item.account_id,
@@ -190,5 +197,22 @@ fn record_results(report: &mut WritebackReport, batch: &[HealthItem], results: H
                 .refused
                 .push((item.account_id.clone(), result.status));
         }
+    }
+    report.stored_count += stored.len();
+    stored
+}
+
+/// Stamps the items the CRM stored, so the next cycle writes only what changed since. If the
+/// stamp fails, those items stay unconfirmed and the next cycle sends them again: the write is
+/// idempotent.
+async fn mark_written(store: Option<&Store>, stored: &[(String, String)]) {
+    let Some(store) = store.filter(|_| !stored.is_empty()) else {
+        return;
+    };
+    if let Err(e) = store.mark_written(stored, Utc::now()).await {
+        tracing::warn!(
+            items = stored.len(),
+            "could not record scores the CRM stored: {e:#}"
+        );
     }
 }

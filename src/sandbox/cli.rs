@@ -69,6 +69,10 @@ pub struct SandboxArgs {
     /// Serve this many /v1/ writes, then answer every further one with a daily-limit 429.
     #[arg(long, value_name = "N")]
     pub daily_write_limit: Option<u32>,
+    /// Share of /v1/ writes carried out and then answered with a 502, as if the answer were
+    /// lost on its way back (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub lost_answer_share: f64,
 }
 
 impl SandboxArgs {
@@ -90,6 +94,7 @@ impl SandboxArgs {
                 write_error_share: self.write_error_share,
                 refuse_health_share: self.refuse_health_share,
                 daily_write_limit: self.daily_write_limit,
+                lost_answer_share: self.lost_answer_share,
             },
         }
     }

@@ -45,6 +45,9 @@ use super::state::App;
 /// - `refuse_health_share = p`: about a share p of the items of `PUT /v1/health` are answered
 ///   `422` (invalid item) while the others are stored. Which accounts is decided by a hash of
 ///   the account id, so the same account is refused every time.
+/// - `lost_answer_share = p`: a share p of writes (numbered like `write_error_share`'s) is
+///   carried out and then answered with a 502, as when the answer is lost on its way back:
+///   the CRM has the write and the client does not know it.
 /// - `daily_write_limit = N`: a daily quota of writes. Writes 1 to N (numbered like
 ///   `write_error_share`'s) are served; every later one gets 429 `rate_limited` with
 ///   `"policy": "daily"` and `Retry-After: retry_after_secs` (at least 1), until the faults
@@ -72,6 +75,8 @@ pub struct Faults {
     pub refuse_health_share: f64,
     /// Writes served before every further one gets a daily-limit 429.
     pub daily_write_limit: Option<u32>,
+    /// Share of writes carried out and then answered with a 502, 0.0 to 1.0.
+    pub lost_answer_share: f64,
 }
 
 impl Faults {
@@ -81,6 +86,7 @@ impl Faults {
             ("error_share", self.error_share),
             ("malformed_share", self.malformed_share),
             ("write_error_share", self.write_error_share),
+            ("lost_answer_share", self.lost_answer_share),
             ("refuse_health_share", self.refuse_health_share),
         ] {
             if !(0.0..=1.0).contains(&share) {
@@ -194,6 +200,12 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
         }
         if faults.write_errs(write) {
             return server_error(write, faults.write_error_share);
+        }
+        if evenly_picked(faults.lost_answer_share, write) {
+            let carried_out = next.run(request).await;
+            tracing::debug!(status = %carried_out.status(), "lost the answer to write {write}");
+            let detail = format!("write {write} was carried out and its answer lost on purpose");
+            return Problem::new(StatusCode::BAD_GATEWAY, "unavailable", detail).into_response();
         }
     }
     next.run(request).await

@@ -229,3 +229,42 @@ async fn scores_the_crm_did_not_take_make_the_run_partial_and_say_how_many() {
     );
     assert_eq!(app.crm.health().len(), scored);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_score_the_crm_took_without_the_answer_arriving_is_sent_again_once_it_changes_back() {
+    let app = App::generated(BOOK, TODAY).await;
+    let first = app.cycle(TODAY).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.reason);
+
+    // Yellow worth 60 points moves some scores; the CRM takes them but no answer comes back,
+    // and with no retries the client never learns it.
+    let app = app.with(&[
+        ("TOUCHPOINT__SCORING__POINTS__YELLOW", "60"),
+        ("TOUCHPOINT__SOURCE__MAX_RETRIES", "0"),
+    ]);
+    app.faults(Faults {
+        lost_answer_share: 1.0,
+        ..Faults::default()
+    });
+    let lost = app.cycle(TODAY).await;
+    assert_eq!(lost.status, RunStatus::Partial, "{:?}", lost.reason);
+    assert!(lost.writes_due > 0, "the new points move some scores");
+
+    // Back to the old points: the CRM holds the moved scores, so they must be sent again.
+    let app = app.with(&[]);
+    app.faults(Faults::default());
+    let back = app.cycle(TODAY).await;
+
+    assert_eq!(back.writes_due, lost.writes_due, "{:?}", back.writeback);
+    let crm = app.crm.health();
+    let stale: Vec<&str> = back
+        .accounts
+        .iter()
+        .filter(|a| {
+            let held = crm.get(&a.account_id).map(|item| item["score"].as_u64());
+            held != Some(a.current.score.map(u64::from))
+        })
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert!(stale.is_empty(), "the CRM holds other scores for {stale:?}");
+}

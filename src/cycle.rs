@@ -361,6 +361,7 @@ impl<S: Source> Cycle<'_, S> {
         let step = Instant::now();
         let surveys = self.surveys(&book, report.run_id.as_deref(), now).await?;
         if surveys.not_sent > 0 {
+            report.status = RunStatus::Partial;
             add_reason(
                 &mut report,
                 format!(

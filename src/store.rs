@@ -229,7 +229,13 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await
-            .with_context(|| format!("failed to open the store {}", settings.path.display()))?;
+            .with_context(|| {
+                format!(
+                    "failed to open the store {} (if it is locked, another touchpoint process \
+                     is writing to it: wait for it, or stop it)",
+                    settings.path.display()
+                )
+            })?;
         sqlx::migrate!()
             .run(&pool)
             .await

@@ -128,15 +128,19 @@ fn colour_line(counts: &ColourCounts, total: usize) -> String {
 fn changes(out: &mut String, report: &CycleReport, detail: Detail) {
     let count = |trend: Trend| report.accounts.iter().filter(|a| a.trend == trend).count();
     let turned_red: Vec<&ScoredAccount> = report.accounts.iter().filter(|a| a.turned_red).collect();
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "\nChanges: {} first scores (baseline), {} up, {} down, {} unchanged, {} turned red",
+        "\nChanges: {} first scores (baseline), {} up, {} down, {} unchanged",
         count(Trend::New),
         count(Trend::Up),
         count(Trend::Down),
         count(Trend::Same),
-        turned_red.len()
     );
+    let unscored = count(Trend::Unscored);
+    if unscored > 0 {
+        let _ = write!(out, ", {unscored} without an overall score now or before");
+    }
+    let _ = writeln!(out, "; {} turned red", turned_red.len());
 
     match detail {
         Detail::EveryChange => {
@@ -323,9 +327,11 @@ fn surveys(out: &mut String, report: &CycleReport, detail: Detail) {
         );
     }
     if let Some(backend) = &surveys.backend {
+        let done = if surveys.delivers { "sent" } else { "written" };
         let _ = writeln!(
             out,
-            "  mail ({backend}): {} sent, {} failed, {} address(es) suppressed after a hard bounce",
+            "  mail ({backend}): {} {done}, {} failed, {} address(es) suppressed after a hard \
+             bounce",
             surveys.sent,
             surveys.failures.len(),
             surveys.bounced
@@ -432,7 +438,7 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
         let _ = writeln!(
             out,
             "  CRM: {} confirmed ({} already there), {} failed, {} not sent (daily limit), {} \
-             closings reconciled",
+             task status(es) updated from the CRM's list",
             tasks.confirmed,
             tasks.already_there,
             tasks.failures.len(),
@@ -470,6 +476,17 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
             let _ = writeln!(out, "  = held {account_id} ({}): {why}", reason.as_str());
         }
     }
+    for skipped in tasks.skipped.iter().take(shown) {
+        if let Decision::Skipped {
+            account_id,
+            reason,
+            why,
+            ..
+        } = skipped
+        {
+            let _ = writeln!(out, "  - not due {account_id} ({}): {why}", reason.as_str());
+        }
+    }
 }
 
 fn next_steps(out: &mut String, report: &CycleReport) {
@@ -491,9 +508,14 @@ fn next_steps(out: &mut String, report: &CycleReport) {
         );
     }
     if let Some(account) = example {
+        // A plan stores nothing: there is a receipt to explain only once a cycle has run.
+        let after = match report.mode {
+            Mode::Plan => "after a `touchpoint cycle`, ",
+            Mode::Act => "",
+        };
         let _ = writeln!(
             out,
-            "  - touchpoint explain {}   (why {} is red)",
+            "  - {after}touchpoint explain {}   (why {} is red)",
             account.account_id, account.name
         );
     }

@@ -207,6 +207,14 @@ pub async fn outbox(settings: Settings, args: &OutboxArgs) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     };
     let rows = store.outbox(&states).await?;
+    if rows.is_empty() {
+        let which = args
+            .state
+            .as_deref()
+            .map_or(String::new(), |state| format!(" in state {state}"));
+        super::emit(&format!("no survey email{which} is in the outbox\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     for row in rows {
         writeln!(

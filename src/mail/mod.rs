@@ -86,6 +86,11 @@ impl Mailer {
         }
     }
 
+    /// Whether emails leave the machine (SMTP), rather than being written as files.
+    pub fn delivers(&self) -> bool {
+        matches!(self, Mailer::Smtp(_))
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Mailer::Smtp(_) => "SMTP".to_owned(),

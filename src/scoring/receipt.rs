@@ -172,7 +172,8 @@ fn stage_text(stage: Option<StageApplied>) -> String {
     };
     let name = format!(
         "stage {} from day {}",
-        applied.index, applied.stage.from_days
+        applied.index + 1,
+        applied.stage.from_days
     );
     match applied.stage.targets {
         Some(t) => format!(

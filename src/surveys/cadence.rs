@@ -234,7 +234,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &SurveySettings) -> Plan {
         }
     }
     let ready = one_per_person(ready, inputs.history, &mut plan);
-    budget(ready, inputs.history.sent_today, settings, &mut plan);
+    budget(ready, inputs.history, settings, &mut plan);
     plan
 }
 
@@ -542,10 +542,10 @@ fn timing(email: &Email, inputs: &Inputs<'_>, settings: &SurveySettings) -> Timi
     Timing::Ready
 }
 
-/// Nobody gets two surveys in one run. Emails deferred by an earlier run's budget go first,
-/// so a cap delays an email but never starves it. Then the goal survey: it comes twice a year
-/// and feeds the health score, while an NPS wave waits out the fatigue gap (and is skipped if
-/// that outlasts its grace period). Then the earliest due.
+/// Nobody gets two surveys in one run. Of one person's emails, one that an earlier budget
+/// deferred goes first, then the goal survey: it comes twice a year and feeds the health
+/// score, while an NPS wave waits out the fatigue gap (and is skipped if that outlasts its
+/// grace period). Then the earliest due.
 fn one_per_person(mut emails: Vec<Email>, history: &History, plan: &mut Plan) -> Vec<Email> {
     let deferred = |e: &Email| {
         history
@@ -574,9 +574,24 @@ fn one_per_person(mut emails: Vec<Email>, history: &History, plan: &mut Plan) ->
     kept
 }
 
-/// The first emails up to the caps go; the rest are deferred.
-fn budget(emails: Vec<Email>, sent_today: u32, settings: &SurveySettings, plan: &mut Plan) {
-    let left_today = settings.max_per_day.saturating_sub(sent_today);
+/// The emails whose grace period ends soonest go first, up to the caps; the rest are
+/// deferred. Soonest-closing first misses the fewest waves when a cap bites: an email with
+/// weeks of grace left can wait a day, one that closes tonight cannot. Among those closing
+/// together, an email an earlier budget deferred goes before a new one, then the goal survey.
+fn budget(mut emails: Vec<Email>, history: &History, settings: &SurveySettings, plan: &mut Plan) {
+    emails.sort_by_cached_key(|e| {
+        let deferred = history
+            .rows
+            .get(&e.key)
+            .is_some_and(|known| known.state == State::Deferred);
+        (
+            e.closes_at,
+            !deferred,
+            e.survey != SurveyKind::Goal,
+            e.key.clone(),
+        )
+    });
+    let left_today = settings.max_per_day.saturating_sub(history.sent_today);
     let allowed = settings.max_per_cycle.min(left_today) as usize;
     let mut emails = emails.into_iter();
     plan.send.extend(emails.by_ref().take(allowed));

@@ -241,6 +241,47 @@ fn emails_deferred_by_an_earlier_budget_go_first() {
 }
 
 #[test]
+fn under_a_budget_the_email_that_closes_soonest_goes_first() {
+    // A goal wave due 2025-03-30 (open until 13 April) and an NPS wave of another person due
+    // between 18 and 29 March (open until early April), one email a cycle, on 31 March.
+    let nps_contact = (0..)
+        .map(|n| format!("C-{n}"))
+        .find(|id| {
+            let day = nps_day_of_quarter(&ContactId::parse(id).expect("id"));
+            (76..=87).contains(&day)
+        })
+        .expect("some contact id falls on those days");
+    let world = World::new(
+        vec![account("A-1", "2024-09-30"), account("A-2", "2020-01-15")],
+        vec![
+            contact(
+                "C-goal",
+                "A-1",
+                "sponsor@a1.example.com",
+                Persona::ExecutiveSponsor,
+            ),
+            contact(
+                &nps_contact,
+                "A-2",
+                "champion@a2.example.com",
+                Persona::Champion,
+            ),
+        ],
+    );
+    let mut s = settings();
+    s.max_per_cycle = 1;
+
+    let plan = world.plan("2025-03-31T10:00:00Z", &s);
+
+    assert_eq!(plan.send.len(), 1, "{plan:?}");
+    assert_eq!(plan.send[0].survey, SurveyKind::Nps, "{plan:?}");
+    assert!(
+        plan.deferred.iter().any(|e| e.survey == SurveyKind::Goal),
+        "the goal survey, open for two more weeks, waits: {plan:?}"
+    );
+}
+
+#[test]
 fn a_sent_or_skipped_wave_is_never_planned_again() {
     let mut world = World::new(
         vec![account("A-1", "2024-08-31")],

@@ -72,6 +72,8 @@ impl Delivery {
 pub struct SurveyReport {
     pub note: Option<String>,
     pub backend: Option<String>,
+    /// Whether the backend sends the emails (SMTP) or writes them as files.
+    pub delivers: bool,
     /// Due and allowed: recorded and sent (in a plan: would be).
     pub send: Vec<Email>,
     /// Over a budget: recorded as deferred.
@@ -160,6 +162,7 @@ impl SurveyRun<'_> {
 
         if let Some((run_id, store, delivery)) = acting {
             report.backend = Some(delivery.mailer.describe());
+            report.delivers = delivery.mailer.delivers();
             self.execute(run_id, store, delivery, &plan, &mut report)
                 .await?;
         }

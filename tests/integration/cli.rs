@@ -260,7 +260,7 @@ fn the_demo_prints_what_a_cs_lead_reads_and_writes_the_emails_where_it_says() {
     assert!(opened > 0, "the demo opens tasks: {text}");
 
     let outbox = data_dir.join("outbox");
-    let sent = count_before(&text, " sent, 0 failed");
+    let sent = count_before(&text, " written, 0 failed");
     let said = format!(
         "Survey emails: {sent} written as .eml files to {} (nothing was sent).",
         outbox.display()

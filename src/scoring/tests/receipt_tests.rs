@@ -50,7 +50,7 @@ fn render_text_explains_every_measure_and_the_arithmetic() {
         "  adoption    green   4 of 5 key features adopted \
          (dashboards, alerts, integrations, reports); 4+ expected at day 200",
         "usage days 2024-12-16 to 2025-01-14 (30 days); adopted at 4+ active days",
-        "stage 3 from day 180: green at 4+, yellow at 3+",
+        "stage 4 from day 180: green at 4+, yellow at 3+",
         "active days: dashboards 10, alerts 10, integrations 10, reports 10, automations 0",
         "  roi         na      no goal survey sent or answered in the last 365 days",
         "  overall     (100×25 + 50×25 + 100×25) / 75 = 83.33… → 83 → green",

@@ -188,14 +188,15 @@ async fn read_people<S: Source>(source: &S, book: &mut Book) {
 }
 
 /// Keeps the newest version of each record read more than once (on two pages, or twice in a
-/// file), leaving the records ordered by id.
+/// file), leaving the records ordered by id. Sorted in place and not shrunk afterwards: on a
+/// large book a stable sort's scratch space, or a shrinking copy, would be a second copy of
+/// every contact at the moment memory is fullest; the spare capacity was never touched.
 fn newest_by_id<T, K: Ord>(records: &mut Vec<T>, key: impl Fn(&T) -> (&K, DateTime<Utc>)) {
-    records.sort_by(|a, b| {
+    records.sort_unstable_by(|a, b| {
         let ((a_id, a_at), (b_id, b_at)) = (key(a), key(b));
         a_id.cmp(b_id).then(b_at.cmp(&a_at))
     });
     records.dedup_by(|later, kept| key(later).0 == key(kept).0);
-    records.shrink_to_fit();
 }
 
 /// Starts every account's facts from its record and its live key-persona contacts.

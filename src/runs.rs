@@ -188,17 +188,14 @@ impl Store {
         })
     }
 
-    /// Marks the unfinished runs of `command` as interrupted; returns how many there were.
+    /// Marks the unfinished runs of the commands that hold the scheduler lease while they run
+    /// (the daemon's `run` and a one-shot `cycle`) as interrupted; returns how many there were.
     ///
-    /// Only the holder of the scheduler lease calls this, for the daemon's own runs: no other
-    /// live process can be in the middle of one. When the process running one died is not
-    /// known (only that it stopped renewing the lease), so the run gets no end time: the
-    /// reason says when it was found and marked, as that time and no more.
-    pub async fn interrupt_unfinished_runs(
-        &self,
-        command: &str,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<u64> {
+    /// Only the new holder of the scheduler lease calls this: while it holds the lease no
+    /// other live process can be in the middle of such a run. When the process running one
+    /// died is not known (only that it stopped renewing the lease), so the run gets no end
+    /// time: the reason says when it was found and marked, as that time and no more.
+    pub async fn interrupt_unfinished_runs(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let reason = format!(
             "the process running it stopped before it finished, at a time not known; marked \
              interrupted at {} by the instance that took the scheduler over",
@@ -206,10 +203,11 @@ impl Store {
         );
         let result = sqlx::query(
             "UPDATE runs SET status = 'interrupted', finished_at = NULL, reason = $2
-             WHERE status = 'running' AND command = $1",
+             WHERE status = 'running' AND command IN ($1, $3)",
         )
-        .bind(command)
+        .bind(crate::daemon::jobs::RUN_COMMAND)
         .bind(reason)
+        .bind(crate::daemon::jobs::CYCLE_COMMAND)
         .execute(self.pool())
         .await
         .context("failed to mark unfinished runs as interrupted")?;

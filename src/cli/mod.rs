@@ -11,6 +11,7 @@ mod surveys;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -276,28 +277,93 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
         Mode::Act => Some(Store::open(&settings.store).await?),
         Mode::Plan => Store::open_read_only(&settings.store).await?,
     };
-    if mode == Mode::Act
-        && let Some(store) = &store
-        && let Some(holder) = daemon::lease::active_holder(store).await?
-    {
-        anyhow::bail!(
-            "a daemon ({holder}) is scheduling cycles on {}; stop it first, or use \
-             `touchpoint plan`, which changes nothing",
-            settings.store.path.display()
-        );
-    }
-    let command = if mode == Mode::Act { "cycle" } else { "plan" };
+    let held = match (mode, &store) {
+        (Mode::Act, Some(store)) => Some(OneShotLease::take(store, &settings).await?),
+        _ => None,
+    };
+    let command = match mode {
+        Mode::Act => daemon::jobs::CYCLE_COMMAND,
+        Mode::Plan => "plan",
+    };
     let secrets = Secrets {
         act_on_past: args.act_on_past,
         ..Secrets::default()
     };
-    let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await?;
+    let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await;
+    if let Some(held) = held {
+        held.release().await;
+    }
+    let report = report?;
 
     match args.output {
         Output::Json => write_json(&report)?,
         Output::Text => emit(&report::render(&report, report::Detail::EveryChange))?,
     }
     Ok(exit_code(&report))
+}
+
+/// The scheduler lease held by a one-shot `touchpoint cycle` while it runs: a daemon on the
+/// same store schedules nothing meanwhile, and a second `touchpoint cycle` refuses to start,
+/// so two cycles never pull, send and write side by side. It is renewed in the background;
+/// if the process dies, it lapses after `daemon.lease.ttl_secs`, or at once for the next
+/// `touchpoint cycle` on the same host, which sees the process is gone. Whoever takes the
+/// lease next marks the dead run `interrupted`.
+struct OneShotLease {
+    store: Store,
+    lease: Arc<daemon::lease::Lease>,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl OneShotLease {
+    async fn take(store: &Store, settings: &Settings) -> anyhow::Result<Self> {
+        let lease = Arc::new(daemon::lease::Lease::one_shot(settings.daemon.lease_ttl));
+        let taken = lease.renew(store).await?
+            || (daemon::lease::free_if_holder_died(store).await? && lease.renew(store).await?);
+        if !taken {
+            let holder = daemon::lease::active_holder(store)
+                .await?
+                .unwrap_or_else(|| "another instance".to_owned());
+            let path = settings.store.path.display();
+            match holder.strip_prefix(daemon::lease::ONE_SHOT) {
+                Some(other) => anyhow::bail!(
+                    "another `touchpoint cycle` ({other}) is running on {path}; wait for it \
+                     to finish, or use `touchpoint plan`, which changes nothing"
+                ),
+                None => anyhow::bail!(
+                    "a daemon ({holder}) is scheduling cycles on {path}; stop it first, or \
+                     use `touchpoint plan`, which changes nothing"
+                ),
+            }
+        }
+        match store.interrupt_unfinished_runs(Utc::now()).await? {
+            0 => {}
+            n => tracing::warn!(runs = n, "marked {n} unfinished run(s) as interrupted"),
+        }
+        let renew_every = settings.daemon.lease_renew_every;
+        let renewing = tokio::spawn({
+            let (store, lease) = (store.clone(), Arc::clone(&lease));
+            async move {
+                loop {
+                    tokio::time::sleep(renew_every).await;
+                    if let Err(e) = lease.renew(&store).await {
+                        tracing::warn!("could not renew the one-shot cycle's lease: {e:#}");
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            store: store.clone(),
+            lease,
+            renewing,
+        })
+    }
+
+    async fn release(self) {
+        self.renewing.abort();
+        if let Err(e) = self.lease.release(&self.store).await {
+            tracing::warn!("could not release the one-shot cycle's lease: {e:#}");
+        }
+    }
 }
 
 /// What a failed write to standard output says.

@@ -51,7 +51,7 @@ fn table(runs: &[RunRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>5} {:>8}  REASON",
+        "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}  REASON",
         "RUN",
         "STARTED",
         "ENDED",
@@ -60,6 +60,7 @@ fn table(runs: &[RunRecord]) -> String {
         "SCORED",
         "CHANGED",
         "WRITTEN",
+        "EMAILS",
         "TASKS",
         "REJECTED"
     );
@@ -67,7 +68,7 @@ fn table(runs: &[RunRecord]) -> String {
         let count = |name: &str| run.count(name).map_or("-".to_owned(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>5} {:>8}  {}",
+            "{:<29} {:<20} {:<20} {:>9} {:<11} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}  {}",
             run.id,
             timestamp(run.started_at),
             ended(run),
@@ -76,11 +77,17 @@ fn table(runs: &[RunRecord]) -> String {
             count("scored"),
             count("changed"),
             count("written"),
+            count("surveys_sent"),
             count("tasks_opened"),
             count("rejected"),
             run.reason.as_deref().unwrap_or(""),
         );
     }
+    let _ = writeln!(
+        out,
+        "\nWRITTEN: scores the CRM accepted; EMAILS: survey emails sent; TASKS: tasks opened \
+         (`touchpoint runs --run ID` has every count)."
+    );
     if unknown_end {
         let _ = writeln!(
             out,

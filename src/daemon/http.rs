@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, http::HeaderValue};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::lease::Lease;
 use super::metrics::{self, Metrics};
@@ -30,6 +31,10 @@ pub struct HttpState {
     pub lease: Arc<Lease>,
     pub ready_max_cycle_age: Duration,
     pub started_at: DateTime<Utc>,
+    /// Cancelled when the daemon is asked to stop: the pages keep being served while the
+    /// work in flight finishes, but `/readyz` says not ready, so a load balancer sends new
+    /// visitors elsewhere.
+    pub stopping: CancellationToken,
 }
 
 /// The daemon's own routes, merged with `extra` routers. Two routers that claim the same
@@ -50,7 +55,10 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let now = Utc::now();
-    let (verdict, last) = verdict(&state, now).await;
+    let (mut verdict, last) = verdict(&state, now).await;
+    if state.stopping.is_cancelled() {
+        verdict = Err("stopping: no new job runs start; the work in flight is finishing".into());
+    }
     let last_cycle = last.map(|run| {
         json!({
             "run_id": run.id,

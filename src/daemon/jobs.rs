@@ -27,6 +27,8 @@ use crate::surveys::{Delivery, SurveyReport, answers};
 
 /// The `command` the daemon's cycles are recorded under in the run history.
 pub const RUN_COMMAND: &str = "run";
+/// The command a one-shot `touchpoint cycle` records its run under.
+pub const CYCLE_COMMAND: &str = "cycle";
 
 /// A unit of scheduled work.
 pub trait Job: Send + Sync {

@@ -23,6 +23,9 @@ use crate::store::Store;
 /// The name of the one lease the daemon takes.
 const SCHEDULER: &str = "scheduler";
 
+/// How the holder name of a one-shot cycle's lease starts.
+pub const ONE_SHOT: &str = "cycle@";
+
 /// Lease times keep milliseconds and a fixed width, so text order is time order in SQL.
 fn lease_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -37,16 +40,24 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A lease handle for this process, identified by host, process id and a random suffix.
+    /// A lease handle for this daemon process, identified by host, process id and a random
+    /// suffix.
     pub fn new(ttl: Duration) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_owned())
-            .ok()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "host".to_owned());
+        Self::named("", ttl)
+    }
+
+    /// A lease handle for a one-shot `touchpoint cycle`, which holds the lease while it runs
+    /// so that a daemon on the same store schedules nothing meanwhile and a second one-shot
+    /// cycle refuses to start. Its holder name starts with [`ONE_SHOT`].
+    pub fn one_shot(ttl: Duration) -> Self {
+        Self::named(ONE_SHOT, ttl)
+    }
+
+    fn named(prefix: &str, ttl: Duration) -> Self {
+        let host = host_name();
         let suffix: u32 = rand::random();
         Self {
-            holder: format!("{host}:{}:{suffix:08x}", std::process::id()),
+            holder: format!("{prefix}{host}:{}:{suffix:08x}", std::process::id()),
             ttl,
             held_until: Mutex::new(None),
         }
@@ -93,14 +104,46 @@ impl Lease {
     }
 }
 
-/// The instance holding the scheduler lease now, if any: `touchpoint cycle` refuses to run
-/// beside an active daemon, whose own cycles would race it.
+/// The instance holding the scheduler lease now, if any.
 pub async fn active_holder(store: &Store) -> anyhow::Result<Option<String>> {
     let Some((holder, expires_at)) = store.lease_holder(SCHEDULER).await? else {
         return Ok(None);
     };
     let live = DateTime::parse_from_rfc3339(&expires_at).is_ok_and(|at| at > Utc::now());
     Ok(live.then_some(holder))
+}
+
+/// The name holders are known by on this host.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+/// Frees the lease when its holder is a one-shot cycle on this host whose process has ended
+/// (stopped with Ctrl-C, say), so the next `touchpoint cycle` need not wait out the lease.
+/// True when it freed one. A daemon's lease is left alone: its standby takes over on time.
+pub async fn free_if_holder_died(store: &Store) -> anyhow::Result<bool> {
+    let Some(holder) = active_holder(store).await? else {
+        return Ok(false);
+    };
+    let Some(rest) = holder.strip_prefix(ONE_SHOT) else {
+        return Ok(false);
+    };
+    let mut parts = rest.rsplitn(3, ':');
+    let (_suffix, pid, host) = (parts.next(), parts.next(), parts.next());
+    let Some(pid) = pid.and_then(|pid| pid.parse::<u32>().ok()) else {
+        return Ok(false);
+    };
+    let same_host = host == Some(host_name().as_str());
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if !same_host || alive || !std::path::Path::new("/proc/self").exists() {
+        return Ok(false);
+    }
+    store.release_lease(SCHEDULER, &holder).await?;
+    Ok(true)
 }
 
 impl Store {

@@ -11,9 +11,11 @@
 //!
 //! A [`Daemon`] is assembled, then run until its stop token is cancelled (the binary cancels
 //! it on SIGTERM or Ctrl-C; tests cancel it themselves). Stopping happens in this order:
-//! no new job run starts; a job in flight gets until `daemon.shutdown_deadline_secs` to reach
-//! a safe point; the HTTP server finishes the requests it is answering; the lease is released
-//! so a standby takes over at once. A job still running at the deadline is abandoned, which
+//! no new job run starts and `/readyz` turns unready; a job in flight gets until
+//! `daemon.shutdown_deadline_secs` to reach a safe point, while the HTTP server goes on
+//! answering (a person submitting an answer page is not cut off); then the server finishes
+//! the requests it is answering and closes; the lease is released so a standby takes over at
+//! once. A job still running at the deadline is abandoned, which
 //! is safe: every write touchpoint makes is idempotent and recorded before it is attempted,
 //! and the next start runs the job again.
 
@@ -140,25 +142,34 @@ impl Daemon {
             lease,
             ready_max_cycle_age: settings.http.ready_max_cycle_age,
             started_at: Utc::now(),
+            stopping: stop.clone(),
         };
         let app = http::app(state, self.routers);
+        let close_http = CancellationToken::new();
         let server = tokio::spawn(
             axum::serve(listener, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .with_graceful_shutdown(close_http.clone().cancelled_owned())
                 .into_future(),
         );
 
         scheduler.run_until_stopped().await;
         tracing::info!("stopping: no new job runs; waiting for the work in flight");
         let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_deadline;
-        let (drained, served) = tokio::join!(
-            scheduler.drain(deadline),
-            tokio::time::timeout_at(deadline, server)
-        );
+        let drained = scheduler.drain(deadline).await;
+        close_http.cancel();
+        let served = tokio::time::timeout_at(
+            deadline.max(tokio::time::Instant::now() + HTTP_CLOSE_GRACE),
+            server,
+        )
+        .await;
         scheduler.release().await;
         report_stop(drained, served, settings.daemon.shutdown_deadline.as_secs())
     }
 }
+
+/// How long the HTTP server gets to finish the requests it is answering once the jobs are done,
+/// when the shutdown deadline is already spent.
+const HTTP_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn log_start(
     settings: &Settings,

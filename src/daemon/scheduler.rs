@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::jobs::{Job, JobContext, JobOutcome, JobStatus, RUN_COMMAND};
+use super::jobs::{Job, JobContext, JobOutcome, JobStatus};
 use super::lease::Lease;
 use super::metrics::Metrics;
 use super::schedule::Schedule;
@@ -268,11 +268,7 @@ impl Scheduler {
 
     /// A run left `running` by an instance that died can never finish: say so in the history.
     async fn interrupt_abandoned_runs(&self) {
-        match self
-            .store
-            .interrupt_unfinished_runs(RUN_COMMAND, Utc::now())
-            .await
-        {
+        match self.store.interrupt_unfinished_runs(Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(runs = n, "marked {n} unfinished run(s) as interrupted"),
             Err(e) => tracing::warn!("could not mark unfinished runs: {e:#}"),

@@ -271,6 +271,11 @@ impl Daemon {
         self.wait_exit().await
     }
 
+    /// Sends SIGTERM and returns at once, for a test that looks at the daemon while it stops.
+    pub fn ask_to_stop(&self) {
+        self.signal("TERM");
+    }
+
     /// Sends SIGKILL: the process dies with no chance to clean up.
     pub async fn kill(&mut self) {
         self.signal("KILL");
@@ -285,7 +290,7 @@ impl Daemon {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    async fn wait_exit(&mut self) -> ExitStatus {
+    pub async fn wait_exit(&mut self) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("the child can be waited on") {

@@ -142,7 +142,24 @@ async fn sigterm_mid_send_and_mid_read_exit_cleanly_and_a_restart_sends_and_writ
         (smtp.received().len() >= 3).then_some(())
     })
     .await;
-    let status = first.terminate().await;
+    // While the emails in flight finish, the pages are still served and /readyz says why the
+    // instance is not ready.
+    first.ask_to_stop();
+    let mut stopping = first.get("/readyz").await;
+    for _ in 0..100 {
+        if stopping.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stopping = first.get("/readyz").await;
+    }
+    assert!(stopping.1.contains("stopping"), "{stopping:?}");
+    let (status, _) = first.get("/healthz").await;
+    assert_eq!(
+        status, 200,
+        "the server still answers while the work in flight finishes"
+    );
+    let status = first.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{}", first.log_text());
     let runs = world.runs().await;
     assert!(with_status(&runs, &["running"]).is_empty(), "{runs:?}");

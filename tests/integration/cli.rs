@@ -1,5 +1,5 @@
 //! The binary as a person runs it, against the sandbox and the store of a test: `explain
-//! --as-of`, output piped into a reader that stops early, and the demo.
+//! --as-of`, output piped into a reader that stops early, two cycles at once, and the demo.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -295,7 +295,7 @@ async fn a_run_whose_process_died_shows_no_made_up_end_and_says_when_it_was_foun
         .expect("begun");
     let found: chrono::DateTime<chrono::Utc> = "2025-06-02T11:30:00Z".parse().expect("a time");
     let marked = store
-        .interrupt_unfinished_runs("run", found)
+        .interrupt_unfinished_runs(found)
         .await
         .expect("marked");
     assert_eq!(marked, 1);
@@ -345,4 +345,82 @@ async fn runs_last_zero_is_refused_rather_than_read_as_no_runs() {
         one.status.success() && listed.contains("succeeded"),
         "{listed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_cycle_on_the_same_store_is_refused_until_the_first_has_ended() {
+    let app = App::generated(50, "2025-06-02").await;
+    app.cycle("2025-06-02").await;
+    app.faults(touchpoint::sandbox::Faults {
+        delay_ms: 300,
+        ..Default::default()
+    });
+    let mut first = touchpoint(&app)
+        .args(["cycle", "--as-of", "2025-06-02"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the first cycle starts");
+    let store = app.store().await;
+    let holder = || {
+        let store = store.clone();
+        async move { store.lease_holder("scheduler").await.expect("the lease") }
+    };
+    let started = std::time::Instant::now();
+    while holder().await.is_none() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the first cycle took no lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let second = run(&app, &["cycle", "--as-of", "2025-06-02"]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{said}");
+    assert!(said.contains("another `touchpoint cycle`"), "{said}");
+    assert!(said.contains("touchpoint plan"), "{said}");
+
+    // The first is killed mid-cycle: its lease names a process that is gone, so the next
+    // cycle need not wait for it to lapse.
+    while !store
+        .recent_runs(10)
+        .await
+        .expect("the runs")
+        .iter()
+        .any(|run| run.status == "running")
+    {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the first cycle began no run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().expect("the first cycle is killed");
+    first.wait().expect("it ends");
+    assert!(
+        holder().await.is_some(),
+        "a killed process cannot give its lease up"
+    );
+    app.faults(touchpoint::sandbox::Faults::default());
+    let third = run(&app, &["cycle", "--as-of", "2025-06-02"]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(
+        holder().await.is_none(),
+        "a finished cycle gives its lease up"
+    );
+    let runs = store.recent_runs(10).await.expect("the runs");
+    let killed = runs
+        .iter()
+        .filter(|run| run.status == "interrupted")
+        .count();
+    assert_eq!(
+        killed, 1,
+        "the killed cycle is marked interrupted: {runs:?}"
+    );
+    assert!(runs.iter().all(|run| run.status != "running"), "{runs:?}");
 }

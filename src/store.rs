@@ -5,7 +5,10 @@
 //! blocks a cycle. Score writes are batched in transactions. History keeps a row only when an
 //! account's score, band or a measure changes, so it stays small however often cycles run,
 //! while `account_scores` always holds the receipt of the newest day scored: a replay of an
-//! older day adds to the history and leaves the latest score alone.
+//! older day adds to the history and leaves the latest score alone. A receipt is written once:
+//! when a score joins the history, its history row holds the receipt and the latest row an
+//! empty one that points there (same account, same run); an unchanged score's latest row holds
+//! its own, since its windows move with every cycle.
 //!
 //! The SQL is kept portable (TEXT timestamps, `$n` parameters, `ON CONFLICT` upserts) so a
 //! PostgreSQL backend can follow without rewriting it.
@@ -24,6 +27,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use crate::model::Rejected;
 use crate::scoring::Colour;
 use crate::settings::StoreSettings;
+
+/// The receipt an account's latest row holds when the history row of the same run holds the
+/// real one (it never parses as JSON, so it cannot be mistaken for a receipt).
+const IN_HISTORY: &str = "";
 
 /// Rows per transaction when saving scores: large enough to amortise the commit, small enough
 /// that a reader is never locked out for long.
@@ -529,11 +536,16 @@ impl Store {
     /// The latest receipt and the change history of one account.
     pub async fn explain(&self, account_id: &str) -> anyhow::Result<Option<Explained>> {
         let Some(row) = sqlx::query(
-            "SELECT account_id, run_id, as_of, score, band, deployment, engagement, adoption, roi,
-                    trend, receipt, config_version, written_at
-             FROM account_scores WHERE account_id = $1",
+            "SELECT s.account_id, s.run_id, s.as_of, s.score, s.band, s.deployment, s.engagement,
+                    s.adoption, s.roi, s.trend, s.config_version, s.written_at,
+                    CASE WHEN s.receipt = $2 THEN h.receipt ELSE s.receipt END AS receipt
+             FROM account_scores s
+             LEFT JOIN score_history h
+                 ON s.receipt = $2 AND h.account_id = s.account_id AND h.run_id = s.run_id
+             WHERE s.account_id = $1",
         )
         .bind(account_id)
+        .bind(IN_HISTORY)
         .fetch_optional(&self.pool)
         .await
         .with_context(|| format!("failed to read the score of account {account_id}"))?
@@ -557,7 +569,12 @@ impl Store {
         })
         .collect();
 
-        let receipt: String = row.get("receipt");
+        let receipt: Option<String> = row.get("receipt");
+        let receipt = receipt.with_context(|| {
+            format!(
+                "the receipt of account {account_id}'s latest score is missing from its history"
+            )
+        })?;
         Ok(Some(Explained {
             in_force_on: None,
             account_id: row.get("account_id"),
@@ -661,6 +678,17 @@ fn colour(row: &sqlx::sqlite::SqliteRow, column: &str) -> Colour {
     Colour::parse(row.get(column)).unwrap_or(Colour::Na)
 }
 
+/// What the latest row stores as its receipt: [`IN_HISTORY`] when the row also joins the
+/// history, whose row of the same run then holds the receipt, so that a changed score's receipt
+/// (every account's, on a first cycle) is written once instead of twice.
+fn latest_receipt(row: &ScoreRow) -> &str {
+    if row.changed {
+        IN_HISTORY
+    } else {
+        &row.receipt
+    }
+}
+
 async fn upsert_latest(
     tx: &mut sqlx::SqliteConnection,
     run_id: &str,
@@ -685,7 +713,7 @@ async fn upsert_latest(
             .push_bind(adoption)
             .push_bind(roi)
             .push_bind(&row.trend)
-            .push_bind(&row.receipt)
+            .push_bind(latest_receipt(row))
             .push_bind(config_version)
             .push_bind(row.red_since.map(|d| d.to_string()))
             .push_bind(&row.written);

@@ -40,6 +40,66 @@ async fn a_second_cycle_writes_back_only_what_changed() {
     );
 }
 
+/// How many receipts the store holds in full, in the latest rows and in the history.
+async fn stored_receipts(app: &App) -> (i64, i64) {
+    let pool = app.raw_store().await;
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.expect("a count");
+            n
+        }
+    };
+    (
+        count("SELECT COUNT(*) FROM account_scores WHERE receipt <> ''").await,
+        count("SELECT COUNT(*) FROM score_history WHERE receipt <> ''").await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receipt_is_stored_once_and_explain_reads_the_newest_whether_it_changed_or_not() {
+    let app = App::generated(300, "2025-06-02").await;
+    let first = app.cycle("2025-03-03").await;
+    assert_eq!(
+        stored_receipts(&app).await,
+        (0, first.scored as i64),
+        "a first cycle keeps each receipt in the history only"
+    );
+
+    let later = app.cycle("2025-06-02").await;
+    let changed = later.changed().count() as i64;
+    let unchanged = later.scored as i64 - changed;
+    assert!(
+        changed > 0 && unchanged > 0,
+        "{changed} changed, {unchanged} not"
+    );
+    assert_eq!(
+        stored_receipts(&app).await,
+        (unchanged, first.scored as i64 + changed)
+    );
+
+    let store = app.store().await;
+    let moved = later.changed().next().expect("a changed account");
+    let same = later
+        .accounts
+        .iter()
+        .find(|a| a.trend == Trend::Same)
+        .expect("an unchanged account");
+    for account in [moved, same] {
+        let explained = store
+            .explain(&account.account_id)
+            .await
+            .expect("the store answers")
+            .expect("scored");
+        assert_eq!(
+            explained.receipt["as_of"], "2025-06-02T00:00:00Z",
+            "the newest receipt of {}",
+            account.account_id
+        );
+        assert_eq!(explained.receipt["account_id"], account.account_id.as_str());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn history_records_changes_and_trends_between_cycles() {
     let app = App::generated(300, "2025-06-02").await;

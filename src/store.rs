@@ -231,6 +231,9 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("failed to create the folder {}", parent.display()))?;
         }
+        // Two processes opening a new store at once would both create its tables; the lock
+        // makes the second wait until the first has migrated, then find nothing to do.
+        let _setup = setup_lock(&settings.path).await?;
         let options = Self::options(&settings.path, settings)?.create_if_missing(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -248,6 +251,13 @@ impl Store {
             .await
             .with_context(|| format!("failed to migrate the store {}", settings.path.display()))?;
         Ok(Self { pool })
+    }
+
+    /// The path of the file [`Store::open`] locks while it creates or migrates the store.
+    pub fn setup_lock_path(path: &Path) -> std::path::PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".setup-lock");
+        name.into()
     }
 
     /// Opens an existing store read-only (for `plan` and `explain`, which change nothing).
@@ -660,6 +670,27 @@ fn next_in_history(before: Option<Latest>, scored: StoredScore, as_of: String) -
         written: None,
         red_since,
     }
+}
+
+/// Takes the lock that serialises opening (creating, migrating) the store at `path` across
+/// processes: an advisory lock on a file beside it, released when the returned file is
+/// dropped. SQLite itself cannot serialise this: each migration is its own transaction, so
+/// two processes that both find the store new would both try to create its tables.
+async fn setup_lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = Store::setup_lock_path(path);
+    let shown = lock_path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .context("the task taking the store's setup lock failed")?
+    .with_context(|| format!("failed to lock {shown} to open the store"))
 }
 
 fn stored_score(row: &sqlx::sqlite::SqliteRow) -> StoredScore {

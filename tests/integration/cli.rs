@@ -424,3 +424,36 @@ async fn a_second_cycle_on_the_same_store_is_refused_until_the_first_has_ended()
     );
     assert!(runs.iter().all(|run| run.status != "running"), "{runs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cycles_started_together_on_a_new_store_set_it_up_once_and_one_runs_at_a_time() {
+    let app = App::generated(50, "2025-06-02").await;
+    let started: Vec<_> = (0..4)
+        .map(|_| {
+            touchpoint(&app)
+                .args(["cycle", "--as-of", "2025-06-02"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("a cycle starts")
+        })
+        .collect();
+    let ended: Vec<Output> = started
+        .into_iter()
+        .map(|child| child.wait_with_output().expect("it ends"))
+        .collect();
+
+    let mut succeeded = 0;
+    for output in &ended {
+        let said = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            succeeded += 1;
+        } else {
+            assert!(said.contains("another `touchpoint cycle`"), "{said}");
+        }
+    }
+    assert!(succeeded >= 1, "no cycle ran");
+    let runs = app.store().await.recent_runs(10).await.expect("the runs");
+    assert_eq!(runs.len(), succeeded, "{runs:?}");
+    assert!(runs.iter().all(|run| run.status == "succeeded"), "{runs:?}");
+}

@@ -174,7 +174,9 @@ pub struct Inputs<'a> {
 pub struct Email {
     /// The idempotency key: survey, wave, account and contact.
     pub key: String,
-    /// One person and one wave: at most one email ever holds it.
+    /// One person and one wave: at most one email ever holds it. It holds the address, so it
+    /// stays out of reports.
+    #[serde(skip)]
     pub person_wave: String,
     pub survey: SurveyKind,
     pub wave: String,

@@ -1,7 +1,8 @@
 //! What a cycle's log may say about people: nothing in clear. A real `touchpoint cycle`
 //! process scores a generated book, sends its surveys through the loopback SMTP server (which
 //! refuses some recipients, echoing their address as real servers do) and opens tasks; its
-//! stderr must name no contact's or owner's address, and no contact's name.
+//! stderr and its JSON report must name no contact's or owner's address, and no contact's
+//! name.
 
 use std::process::{Command, Output};
 
@@ -103,7 +104,7 @@ async fn a_cycle_with_surveys_and_tasks_logs_no_address_and_no_name_in_clear() {
         }
     }
 
-    let mut log = String::new();
+    let (mut log, mut reports) = (String::new(), String::new());
     let (mut sent, mut refused, mut opened) = (0, 0, 0);
     for as_of in ["2025-03-03", "2025-06-02"] {
         let output = cycle(&app, &smtp, as_of);
@@ -114,6 +115,7 @@ async fn a_cycle_with_surveys_and_tasks_logs_no_address_and_no_name_in_clear() {
         refused += report["surveys"]["failures"].as_array().map_or(0, Vec::len);
         opened += report["tasks"]["opened"].as_array().map_or(0, Vec::len);
         log.push_str(&stderr);
+        reports.push_str(&String::from_utf8_lossy(&output.stdout));
     }
     assert!(
         sent > 0 && refused > 0 && opened > 0,
@@ -122,11 +124,14 @@ async fn a_cycle_with_surveys_and_tasks_logs_no_address_and_no_name_in_clear() {
     assert!(log.contains("***@"), "refusals are logged, masked:\n{log}");
 
     let lowered = log.to_lowercase();
+    let reported = reports.to_lowercase();
     for address in &addresses {
         let address = address.trim().to_lowercase();
         assert!(!lowered.contains(&address), "{address} in the log:\n{log}");
+        assert!(!reported.contains(&address), "{address} in the JSON report");
     }
     for name in &names {
         assert!(!log.contains(name.as_str()), "{name} in the log:\n{log}");
+        assert!(!reports.contains(name.as_str()), "{name} in the JSON report");
     }
 }

@@ -182,6 +182,15 @@ pub fn display_name(raw: Option<&str>) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
+/// The subject with every `=?` broken by an invisible WORD JOINER (U+2060). A subject carries
+/// CRM text (a contact's name), and a name that spells an RFC 2047 encoded word
+/// (`=?utf-8?b?...?=`) would otherwise pass through as ASCII and be decoded by the reader's
+/// client into text of the sender's choosing; broken, its word is encoded like any other
+/// non-ASCII word and reads as the characters it was.
+fn literal_subject(subject: &str) -> String {
+    subject.replace("=?", "=\u{2060}?")
+}
+
 /// Builds the message: multipart/alternative (plain text, then HTML), RFC 2047 encoded
 /// headers where they are not ASCII, and the RFC 8058 one-click unsubscribe headers.
 ///
@@ -207,7 +216,7 @@ fn build_to(settings: &MailSettings, email: &Outgoing, to: &Mailbox) -> anyhow::
     let mut builder = Message::builder()
         .from(settings.from.clone())
         .to(to.clone())
-        .subject(email.subject.clone())
+        .subject(literal_subject(&email.subject))
         .message_id(Some(format!("<{}>", email.message_id)))
         .header(ListUnsubscribe(format!("<{}>", email.unsubscribe_url)))
         .header(ListUnsubscribePost);
@@ -411,6 +420,23 @@ mod tests {
             .find(|line| line.starts_with("To:"))
             .unwrap_or_default()
             .to_owned()
+    }
+
+    #[test]
+    fn a_name_that_spells_an_encoded_word_reads_as_written_in_the_subject() {
+        let mail = default_mail();
+        let written = "=?utf-8?b?SGk=?= Zoë, how likely are you to recommend us?";
+        let email = Outgoing {
+            subject: written.into(),
+            ..outgoing_to("Zoë")
+        };
+        let raw = build(&mail, &email).expect("the email builds").formatted();
+
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .expect("parses");
+        let shown = parsed.subject().expect("a subject").replace('\u{2060}', "");
+        assert_eq!(shown, written);
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub fn read_rows<T: DeserializeOwned>(dir: &Path, dataset: &str) -> anyhow::Resu
         .with_context(|| format!("failed to open {} of the CSV book", path.display()))?;
     let shown = path.display().to_string();
 
+    let line_lag = u64::from(header_ends_in_crlf(&path)?);
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
     let header = reader
         .byte_headers()
@@ -154,9 +155,25 @@ pub fn read_rows<T: DeserializeOwned>(dir: &Path, dataset: &str) -> anyhow::Resu
         columns,
         reader,
         record: csv::ByteRecord::new(),
+        line_lag,
         done: false,
         row: PhantomData,
     })
+}
+
+/// Whether the file's first line ends in CR LF (as files written on Windows, or by Python's
+/// csv module, do). The csv crate counts a CR LF line end only when it reads the next record,
+/// so in such a file every record's line number comes out one short; [`CsvRows`] adds it back.
+fn header_ends_in_crlf(path: &Path) -> anyhow::Result<bool> {
+    use std::io::{BufRead, Read};
+    let mut first = Vec::new();
+    let file = File::open(path)
+        .with_context(|| format!("failed to open {} of the CSV book", path.display()))?;
+    std::io::BufReader::new(file)
+        .take(1 << 16)
+        .read_until(b'\n', &mut first)
+        .with_context(|| format!("failed to read the header row of {}", path.display()))?;
+    Ok(first.ends_with(b"\r\n"))
 }
 
 /// The header's column names, trimmed, without the byte-order mark spreadsheets put first.
@@ -203,6 +220,9 @@ pub struct CsvRows<T> {
     columns: Vec<String>,
     reader: csv::Reader<File>,
     record: csv::ByteRecord,
+    /// What to add to the csv crate's line numbers: 1 in a CR LF file, see
+    /// [`header_ends_in_crlf`].
+    line_lag: u64,
     /// Set once the file can no longer be read (an I/O error, a quote that never closed).
     done: bool,
     watch: Watch,
@@ -216,7 +236,7 @@ impl<T: DeserializeOwned> Iterator for CsvRows<T> {
         if self.done {
             return None;
         }
-        let line = self.reader.position().line();
+        let line = self.reader.position().line() + self.line_lag;
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {}
             Ok(false) => {
@@ -230,7 +250,10 @@ impl<T: DeserializeOwned> Iterator for CsvRows<T> {
             }
         }
 
-        let line = self.record.position().map_or(line, csv::Position::line);
+        let line = self
+            .record
+            .position()
+            .map_or(line, |at| at.line() + self.line_lag);
         let row = self.parse(line);
         if row.is_err()
             && let Some(opened) = self.quote_opened_on(line)

@@ -499,6 +499,47 @@ async fn a_stray_quote_fails_the_run_naming_the_line_where_it_opened() {
     assert_failed_saying(&report, "accounts.csv, line 5: a quoted value opens here");
 }
 
+/// Rewrites every file of the book with CR LF line ends, as spreadsheets on Windows save them.
+fn to_crlf(book: &Path) {
+    for entry in std::fs::read_dir(book).expect("the book") {
+        let path = entry.expect("a file").path();
+        let text = std::fs::read_to_string(&path).expect("text");
+        std::fs::write(&path, text.replace('\n', "\r\n")).expect("rewritten");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_are_numbered_the_same_in_a_book_saved_with_crlf_line_ends() {
+    let book = TempDir::new().expect("a temporary folder");
+    write_book(book.path(), &key_features());
+    edit(book.path(), "activities.csv", |mut text| {
+        text.push_str("AC-9,,call,,2024-12-20T15:00:00Z,completed,P-g1,2024-12-20T16:00:00Z\n");
+        text
+    });
+    let lf_dir = TempDir::new().expect("a temporary folder");
+    let (lf, _) = cycle_over(book.path(), lf_dir.path()).await;
+    to_crlf(book.path());
+    let crlf_dir = TempDir::new().expect("a temporary folder");
+
+    let (crlf, _) = cycle_over(book.path(), crlf_dir.path()).await;
+
+    let reasons = |report: &CycleReport| -> Vec<String> {
+        report.rejected.iter().map(|r| r.reason.clone()).collect()
+    };
+    assert_eq!(
+        reasons(&lf),
+        ["line 10, column `account_id`: expected an id, found nothing"]
+    );
+    assert_eq!(reasons(&crlf), reasons(&lf));
+
+    edit(book.path(), "accounts.csv", |text| {
+        text.replacen("\r\nA-new,", "\r\n\"A-new,", 1)
+    });
+    let quoted_dir = TempDir::new().expect("a temporary folder");
+    let (quoted, _) = cycle_over(book.path(), quoted_dir.path()).await;
+    assert_failed_saying(&quoted, "accounts.csv, line 5: a quoted value opens here");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_csv_file_fails_the_run_saying_it_has_no_header_row() {
     let book = TempDir::new().expect("a temporary folder");

@@ -132,6 +132,9 @@ async fn a_cycle_with_surveys_and_tasks_logs_no_address_and_no_name_in_clear() {
     }
     for name in &names {
         assert!(!log.contains(name.as_str()), "{name} in the log:\n{log}");
-        assert!(!reports.contains(name.as_str()), "{name} in the JSON report");
+        assert!(
+            !reports.contains(name.as_str()),
+            "{name} in the JSON report"
+        );
     }
 }

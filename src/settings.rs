@@ -398,10 +398,36 @@ fn log_settings(raw: RawLog) -> Result<LogSettings, ConfigError> {
     };
     tracing_subscriber::EnvFilter::try_new(&raw.level)
         .map_err(|e| ConfigError::new("log.level", format!("{:?}: {e}", raw.level)))?;
+    check_log_directives(&raw.level).map_err(|problem| ConfigError::new("log.level", problem))?;
     Ok(LogSettings {
         format,
         level: raw.level,
     })
+}
+
+/// The filter syntax takes a bare word for a target to log at every level (`verbose` logs
+/// the target `verbose` only, and nothing of touchpoint), and a directive with nothing after
+/// its `=` for the same: both are more likely a mistyped level, so both are refused.
+fn check_log_directives(directives: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |word: &str| {
+        LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word))
+            || matches!(word, "0" | "1" | "2" | "3" | "4" | "5")
+    };
+    for directive in directives.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level.trim(),
+            None => directive,
+        };
+        if directive.is_empty() || is_level(level) {
+            continue;
+        }
+        return Err(format!(
+            "{directive:?} is neither a level ({}) nor `target=level`",
+            LEVELS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn non_empty_path(key: &str, raw: &str) -> Result<PathBuf, ConfigError> {

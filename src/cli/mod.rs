@@ -160,12 +160,19 @@ pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
 }
 
 /// Loads the settings and checks, besides, what only `cycle` and `run` would meet: the jobs
-/// against their schedules, and the SMTP credentials in the environment.
+/// against their schedules, the SMTP credentials and a link secret set in the environment.
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = load(config)?;
     daemon::scheduler::check_jobs(&daemon::jobs::standard_jobs(), &settings)?;
     if matches!(settings.mail.backend, crate::mail::Backend::Smtp(_)) {
         crate::mail::check_credentials()?;
+    }
+    // A secret that is set but unusable is a mistake to stop on; one that is not set may
+    // simply not be given to this shell, and is only warned about below.
+    let secret_set = std::env::var(crate::surveys::token::SECRET_VARIABLE)
+        .is_ok_and(|secret| !secret.trim().is_empty());
+    if settings.surveys.enabled && secret_set {
+        LinkSigner::from_env()?;
     }
     describe_config(&mut std::io::stdout().lock(), &settings).context(STDOUT)?;
     Ok(ExitCode::SUCCESS)
@@ -197,7 +204,7 @@ fn describe_config(out: &mut impl Write, settings: &Settings) -> std::io::Result
     if settings.surveys.enabled && LinkSigner::from_env().is_err() {
         writeln!(
             out,
-            "  warning: {} is not set (or too short); cycle needs it to send surveys",
+            "  warning: {} is not set; cycle and run need it to send surveys",
             crate::surveys::token::SECRET_VARIABLE
         )?;
     }

@@ -104,6 +104,12 @@ impl DaemonSettings {
             })
             .collect::<Result<_, ConfigError>>()?;
         let (ttl, renew) = (raw.lease.ttl_secs, raw.lease.renew_every_secs);
+        if ttl < 2 {
+            return Err(ConfigError::new(
+                "daemon.lease.ttl_secs",
+                format!("{ttl} must be at least 2, so the lease can be renewed before it lapses"),
+            ));
+        }
         if renew == 0 || renew.saturating_mul(2) > ttl {
             return Err(ConfigError::new(
                 "daemon.lease.renew_every_secs",

@@ -145,11 +145,31 @@ fn daemon_settings_errors_name_the_key() {
             "daemon.lease.renew_every_secs",
         ),
         ("TOUCHPOINT__HTTP__LISTEN", "localhost", "http.listen"),
+        (
+            "TOUCHPOINT__DAEMON__LEASE__TTL_SECS",
+            "0",
+            "daemon.lease.ttl_secs",
+        ),
+        ("TOUCHPOINT__LOG__LEVEL", "verbose=", "log.level"),
+        ("TOUCHPOINT__LOG__LEVEL", "verbose", "log.level"),
+        (
+            "TOUCHPOINT__LOG__LEVEL",
+            "info,touchpoint=loud",
+            "log.level",
+        ),
     ];
     for (variable, value, key) in cases {
         let error = Settings::load_from(None, env(&[(variable, value)]))
             .expect_err("an invalid value is refused");
         assert_eq!(error.key, key, "{error}");
+    }
+    for level in [
+        "warn",
+        "info,touchpoint=debug",
+        "touchpoint=trace,tokio_cron_scheduler=off",
+    ] {
+        let settings = Settings::load_from(None, env(&[("TOUCHPOINT__LOG__LEVEL", level)]));
+        assert!(settings.is_ok(), "{level}: {:?}", settings.err());
     }
 }
 
@@ -294,6 +314,33 @@ fn a_number_too_large_or_not_a_number_in_a_user_file_names_its_key() {
     let error = refusal(Some(nan_integer.path()), &[]);
     assert_eq!(error.key, "writeback.batch_size", "{error}");
     assert!(!error.problem.contains("null"), "{error}");
+}
+
+#[test]
+fn check_config_refuses_a_link_secret_too_short_and_only_warns_of_one_not_given() {
+    let check = |secret: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+        command.arg("check-config").env_remove("RUST_LOG");
+        match secret {
+            Some(secret) => command.env("TOUCHPOINT_LINK_SECRET", secret),
+            None => command.env_remove("TOUCHPOINT_LINK_SECRET"),
+        };
+        command.output().expect("the binary runs")
+    };
+
+    let short = check(Some("short"));
+    let missing = check(None);
+
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success(), "{said}");
+    assert!(said.contains("TOUCHPOINT_LINK_SECRET"), "{said}");
+    assert!(said.contains("at least 32 characters"), "{said}");
+    let printed = String::from_utf8_lossy(&missing.stdout);
+    assert!(missing.status.success(), "{printed}");
+    assert!(
+        printed.contains("warning: TOUCHPOINT_LINK_SECRET is not set"),
+        "{printed}"
+    );
 }
 
 #[test]

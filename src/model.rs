@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod lenient;
 
-pub use lenient::{parse_date, parse_timestamp};
+pub use lenient::{one_line, parse_date, parse_timestamp};
 
 /// Deserializes a timestamp leniently (see [`parse_timestamp`]), for records outside this
 /// module that carry one.
@@ -88,6 +88,7 @@ id_type!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
+    #[serde(deserialize_with = "lenient::name")]
     pub name: String,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub domain: Option<String>,
@@ -113,7 +114,7 @@ pub struct Owner {
     pub id: OwnerId,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub email: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[serde(default, deserialize_with = "lenient::opt_name")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub timezone: Option<String>,
@@ -172,7 +173,7 @@ pub struct Contact {
     /// As sent; invalid addresses are kept here and rejected where an email would be sent.
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub email: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[serde(default, deserialize_with = "lenient::opt_name")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_persona")]
     pub persona: Option<Persona>,

@@ -244,11 +244,33 @@ impl Job for PushAnswers {
             let Some(client) = ctx.crm()? else {
                 return Ok(JobOutcome::new(JobStatus::Skipped, "the source has no CRM"));
             };
-            let pushed = answers::push(&ctx.store, &client).await;
+            // Safe to drop at any point: an answer is marked pushed only once the CRM has
+            // confirmed it, and pushing one again replaces it with itself.
+            let pushed = until_stopped(ctx, answers::push(&ctx.store, &client)).await;
             ctx.metrics.observe_client(client.counts());
-            Ok(push_outcome(&pushed?))
+            match pushed {
+                Some(pushed) => Ok(push_outcome(&pushed?)),
+                None => Ok(stopped()),
+            }
         })
     }
+}
+
+/// Runs `work` until it ends or the daemon is asked to stop, whichever comes first, for jobs
+/// that can be dropped at any await point without leaving anything half-recorded: a CRM that
+/// does not answer then holds up no shutdown.
+async fn until_stopped<T>(ctx: &JobContext, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = ctx.stop.cancelled() => None,
+    }
+}
+
+fn stopped() -> JobOutcome {
+    JobOutcome::new(
+        JobStatus::Interrupted,
+        "stopped because the daemon is stopping; the next start runs it again",
+    )
 }
 
 /// Succeeded when every answer reached the CRM, partial when some did, failed when none did.
@@ -286,8 +308,17 @@ impl Job for ReconcileTasks {
                     "no CRM to reconcile with",
                 ));
             };
-            let changed = crate::tasks::reconcile(tasks, &crm, &ctx.store, Utc::now()).await;
+            // Safe to drop at any point: each ledger row it updates records what the CRM said
+            // of that task, and the next run reads the list again.
+            let changed = until_stopped(
+                ctx,
+                crate::tasks::reconcile(tasks, &crm, &ctx.store, Utc::now()),
+            )
+            .await;
             ctx.metrics.observe_client(crm.counts());
+            let Some(changed) = changed else {
+                return Ok(stopped());
+            };
             let changed = changed?;
             ctx.metrics.tasks_reconciled.inc_by(changed as u64);
             let detail = format!("{changed} task(s) changed in the CRM");

@@ -174,12 +174,7 @@ fn tls_parameters(host: &str) -> anyhow::Result<TlsParameters> {
 /// (it panics building the header) and mangles the address behind a NUL, so a name must never
 /// reach it raw; the address alone is enough to deliver the email.
 pub fn display_name(raw: Option<&str>) -> Option<String> {
-    let spaced: String = raw?
-        .chars()
-        .filter(|c| c.is_whitespace() || !c.is_control())
-        .collect();
-    let words: Vec<&str> = spaced.split_whitespace().collect();
-    (!words.is_empty()).then(|| words.join(" "))
+    Some(crate::model::one_line(raw?)).filter(|name| !name.is_empty())
 }
 
 /// The subject with every `=?` broken by an invisible WORD JOINER (U+2060). A subject carries

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde::Deserialize;
 use serde::de::{self, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
 use super::{ContactId, Outcome, Persona};
@@ -252,6 +253,29 @@ pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strin
     Ok(opt_scalar(d, ONE_VALUE)?.map(Scalar::into_text))
 }
 
+/// A name people read (of an account, owner or contact) on one line: see [`one_line`]. A name
+/// with nothing left is no name.
+pub(super) fn opt_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(opt_string(d)?
+        .map(|text| one_line(&text))
+        .filter(|text| !text.is_empty()))
+}
+
+pub(super) fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(one_line(&String::deserialize(d)?))
+}
+
+/// CRM text made fit for one line of a table, a log, a task title or a mail header: line
+/// breaks, tabs and other whitespace become single spaces, any other control character (NUL,
+/// DEL...) is dropped, and the ends are trimmed.
+pub fn one_line(raw: &str) -> String {
+    let kept: String = raw
+        .chars()
+        .filter(|c| c.is_whitespace() || !c.is_control())
+        .collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub(super) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match opt_scalar(d, ID)? {
         Some(Scalar::Text(text)) => Ok(text),
@@ -429,6 +453,24 @@ mod tests {
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2023-02-29").is_err());
         assert!(parse_date("9999-12-31").is_err());
+    }
+
+    #[test]
+    fn names_are_read_onto_one_line() {
+        use crate::model::{Account, Contact};
+        let account: Account = serde_json::from_str(
+            r#"{"id": "A-1", "name": "Acct\r\nSubject: injected\u0000 ", "updated_at": "2025-01-01"}"#,
+        )
+        .expect("an account");
+        assert_eq!(account.name, "Acct Subject: injected");
+        let contact: Contact = serde_json::from_str(
+            r#"{"id": "P-1", "account_id": "A-1", "name": "\t\n", "updated_at": "2025-01-01"}"#,
+        )
+        .expect("a contact");
+        assert_eq!(
+            contact.name, None,
+            "a name of control characters is no name"
+        );
     }
 
     /// The reason a JSON row of type `T` is refused, as serde_json gives it.

@@ -306,3 +306,46 @@ fn assert_no_unchanged_score_written_again(world: &World) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crm_that_stops_answering_holds_up_no_shutdown() {
+    let world = World::new(50).await;
+    world.crm.set_faults(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+    let mut daemon = world
+        .daemon(&[(
+            "TOUCHPOINT__DAEMON__JOBS__RECONCILE_TASKS__SCHEDULE",
+            "*/2 * * * * *",
+        )])
+        .await;
+    wait_for(
+        "the cycle and the reconciliation waiting on the CRM",
+        Some(&daemon),
+        || async {
+            let requests = world.crm.stats().requests;
+            let asked = |endpoint: &str| requests.get(endpoint).copied().unwrap_or(0) > 0;
+            (asked("GET /v1/accounts") && asked("GET /v1/tasks")).then_some(())
+        },
+    )
+    .await;
+
+    let status = daemon.terminate().await;
+
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+    let logs = daemon.logs();
+    let summary = |job: &str| {
+        logs.iter()
+            .find(|line| line["job"] == job && line.get("duration_ms").is_some())
+            .unwrap_or_else(|| panic!("no summary of {job}:\n{}", daemon.log_text()))
+    };
+    assert_eq!(summary("pull_and_score")["status"], "interrupted");
+    assert_eq!(summary("reconcile_tasks")["status"], "interrupted");
+    assert!(
+        !daemon.log_text().contains("abandoned"),
+        "nothing waited for the deadline:\n{}",
+        daemon.log_text()
+    );
+    world.crm.set_faults(Faults::default());
+}

@@ -374,10 +374,15 @@ impl<S: Source> Cycle<'_, S> {
         tracing::info!(
             duration_ms = step.elapsed().as_millis() as u64,
             "{}",
-            if mode == Mode::Act {
-                "planned and sent surveys"
-            } else {
-                "planned surveys (plan: nothing sent)"
+            match (mode, &report.surveys) {
+                (Mode::Plan, _) => "planned surveys (plan: nothing sent)",
+                (_, Some(surveys)) if surveys.backend.is_some() && surveys.delivers => {
+                    "planned and sent surveys"
+                }
+                (_, Some(surveys)) if surveys.backend.is_some() => {
+                    "planned surveys and wrote them as .eml files"
+                }
+                (Mode::Act, _) => "planned surveys (none sent: see the report)",
             }
         );
         let step = Instant::now();

@@ -17,7 +17,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 
-use crate::cli::{DemoArgs, Secrets, as_of_instant, cycle_with_secrets, emit};
+use crate::cli::{DemoArgs, Hints, Secrets, as_of_instant, cycle_with_secrets, emit};
 use crate::cycle::Mode;
 use crate::sandbox::{self, SandboxOptions};
 use crate::settings::Settings;
@@ -87,7 +87,12 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
         secrets(&token),
     )
     .await?;
-    let mut summary = super::cli::render_summary(&report);
+    let hints = Hints {
+        store: Some(store_path.display().to_string()),
+        source_reachable: false,
+        ..Hints::for_this_process()
+    };
+    let mut summary = super::cli::render_summary(&report, &hints);
     let _ = writeln!(
         summary,
         "\nThe sandbox CRM now holds {} health scores written back by touchpoint.",
@@ -99,14 +104,6 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
         count_emails(&outbox),
         outbox.display()
     );
-    if let Some(example) = report.accounts.iter().find(|a| a.turned_red) {
-        let _ = writeln!(
-            summary,
-            "Explain a score: TOUCHPOINT__STORE__PATH={} touchpoint explain {}",
-            store_path.display(),
-            example.account_id
-        );
-    }
     emit(&summary)?;
 
     crm.shutdown().await;

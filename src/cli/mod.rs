@@ -5,6 +5,7 @@
 
 mod progress;
 mod report;
+pub use report::Hints;
 mod runs;
 mod surveys;
 
@@ -100,6 +101,10 @@ pub struct RunArgs {
     /// the past stores its scores locally and only plans the rest.
     #[arg(long)]
     pub act_on_past: bool,
+    /// Print a summary (the book, the biggest movers, what turned red) instead of every score
+    /// change; the JSON output always has every account.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 #[derive(Debug, Args)]
@@ -304,7 +309,17 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
 
     match args.output {
         Output::Json => write_json(&report)?,
-        Output::Text => emit(&report::render(&report, report::Detail::EveryChange))?,
+        Output::Text => {
+            let detail = match args.summary {
+                true => report::Detail::Movers,
+                false => report::Detail::EveryChange,
+            };
+            emit(&report::render(
+                &report,
+                detail,
+                &report::Hints::for_this_process(),
+            ))?
+        }
     }
     Ok(exit_code(&report))
 }
@@ -505,8 +520,8 @@ pub async fn cycle_with_secrets(
 }
 
 /// The summary the demo prints: bands, measures, the biggest movers, where to look next.
-pub fn render_summary(report: &CycleReport) -> String {
-    report::render(report, report::Detail::Movers)
+pub fn render_summary(report: &CycleReport, hints: &report::Hints) -> String {
+    report::render(report, report::Detail::Movers, hints)
 }
 
 fn exit_code(report: &CycleReport) -> ExitCode {

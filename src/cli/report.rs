@@ -16,12 +16,67 @@ pub enum Detail {
     Movers,
 }
 
+/// How the "Where to look next" lines spell the commands they suggest.
+#[derive(Debug, Clone)]
+pub struct Hints {
+    /// The program as the person typed it: `touchpoint`, or `target/release/touchpoint`.
+    pub program: String,
+    /// A store other than the configured one (the demo's), given as an environment override.
+    pub store: Option<String>,
+    /// Whether the source can still be asked (`plan` needs it; the demo's sandbox is gone).
+    pub source_reachable: bool,
+}
+
+impl Hints {
+    /// The program as this process was invoked, for a report printed by `plan` or `cycle`.
+    pub fn for_this_process() -> Self {
+        Hints {
+            program: invoked_as(),
+            store: None,
+            source_reachable: true,
+        }
+    }
+
+    /// The command prefix that reaches the same store, quoted for a POSIX shell.
+    fn command(&self) -> String {
+        let program = quoted(&self.program);
+        match &self.store {
+            Some(path) => format!("TOUCHPOINT__STORE__PATH={} {program}", quoted(path)),
+            None => program,
+        }
+    }
+}
+
+/// `text` as one word of a POSIX shell command (unchanged when it needs no quotes).
+fn quoted(text: &str) -> String {
+    shlex::try_quote(text).map_or_else(|_| text.to_owned(), |word| word.into_owned())
+}
+
+/// The program as a person would type it again: `touchpoint` when it was found on the `PATH`,
+/// otherwise its path, relative to the working folder when it lies below it (`cargo run`
+/// starts `target/release/touchpoint` by its full path).
+pub fn invoked_as() -> String {
+    let Some(first) = std::env::args_os().next() else {
+        return "touchpoint".to_owned();
+    };
+    let path = std::path::PathBuf::from(first);
+    if path.components().count() <= 1 {
+        return path.display().to_string();
+    }
+    let relative = std::env::current_dir().ok().and_then(|here| {
+        path.strip_prefix(&here)
+            .ok()
+            .map(std::path::Path::to_path_buf)
+    });
+    relative.unwrap_or(path).display().to_string()
+}
+
 /// Movers listed in a summary.
 const MOVERS: usize = 10;
 /// Rejected records listed in full; the rest are counted.
 const REJECTIONS_SHOWN: usize = 20;
 
-pub fn render(report: &CycleReport, detail: Detail) -> String {
+pub fn render(report: &CycleReport, detail: Detail, hints: &Hints) -> String {
     let mut out = String::new();
     header(&mut out, report);
     if matches!(report.status, RunStatus::Failed | RunStatus::Interrupted) {
@@ -35,7 +90,7 @@ pub fn render(report: &CycleReport, detail: Detail) -> String {
     writeback(&mut out, report);
     surveys(&mut out, report, detail);
     tasks(&mut out, report, detail);
-    next_steps(&mut out, report);
+    next_steps(&mut out, report, hints);
     out
 }
 
@@ -489,7 +544,7 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     }
 }
 
-fn next_steps(out: &mut String, report: &CycleReport) {
+fn next_steps(out: &mut String, report: &CycleReport, hints: &Hints) {
     let worst_measure = ["engagement", "adoption", "deployment", "roi"]
         .iter()
         .filter_map(|m| report.measures.get(*m).map(|c| (*m, c.red)))
@@ -515,14 +570,25 @@ fn next_steps(out: &mut String, report: &CycleReport) {
         };
         let _ = writeln!(
             out,
-            "  - {after}touchpoint explain {}   (why {} is red)",
-            account.account_id, account.name
+            "  - {after}{} explain {}   (why {} is red)",
+            hints.command(),
+            account.account_id,
+            account.name
         );
     }
-    let _ = writeln!(
-        out,
-        "  - touchpoint plan --output json   (every account with its reasons)"
-    );
+    if hints.source_reachable {
+        let _ = writeln!(
+            out,
+            "  - {} plan --output json   (every account with its reasons)",
+            quoted(&hints.program)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  - {} runs   (the runs, with their counts and reasons)",
+            hints.command()
+        );
+    }
 }
 
 /// Renders `explain`: the receipt (of the latest score, or of the one in force on the day
@@ -573,4 +639,36 @@ pub fn render_explained(explained: &Explained) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suggested_command_quotes_what_the_shell_would_split() {
+        let hints = Hints {
+            program: "target/release/touchpoint".to_owned(),
+            store: Some("/home/cs lead/demo's/touchpoint.db".to_owned()),
+            source_reachable: false,
+        };
+        let plain = Hints {
+            store: Some("data/demo/touchpoint.db".to_owned()),
+            ..hints.clone()
+        };
+
+        let words = shlex::split(&hints.command()).expect("a shell command");
+
+        assert_eq!(
+            words,
+            [
+                "TOUCHPOINT__STORE__PATH=/home/cs lead/demo's/touchpoint.db",
+                "target/release/touchpoint"
+            ]
+        );
+        assert_eq!(
+            plain.command(),
+            "TOUCHPOINT__STORE__PATH=data/demo/touchpoint.db target/release/touchpoint"
+        );
+    }
 }

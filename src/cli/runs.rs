@@ -117,8 +117,11 @@ fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
     let warnings = counts
         .as_object_mut()
         .and_then(|fields| fields.remove("warnings"));
-    if !counts.is_null() {
-        let _ = writeln!(out, "  counts: {counts}");
+    if let Some(fields) = counts.as_object().filter(|fields| !fields.is_empty()) {
+        let _ = writeln!(out, "  counts:");
+        for (name, value) in fields.iter().filter(|(_, value)| !value.is_null()) {
+            let _ = writeln!(out, "    {}: {}", name.replace('_', " "), count_text(value));
+        }
     }
     let warnings = warnings.as_ref().and_then(serde_json::Value::as_array);
     if let Some(warnings) = warnings.filter(|list| !list.is_empty()) {
@@ -139,6 +142,19 @@ fn detail(run: &RunRecord, rejected: &[RejectionRecord]) -> String {
         );
     }
     out
+}
+
+/// A count as a person reads it: `865` or, for a group, `green 865, yellow 478`.
+fn count_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(parts) => parts
+            .iter()
+            .map(|(name, part)| format!("{name} {}", count_text(part)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// When a run ended: `-` while it runs, `unknown` for a run whose process died (the reason
@@ -178,12 +194,24 @@ mod tests {
             reason: None,
             source: "CSV book in book".to_owned(),
             accounts_pulled: Some(5),
-            summary: json!({ "scored": 4, "warnings": [warning] }),
+            summary: json!({
+                "scored": 4,
+                "bands": { "green": 3, "red": 1 },
+                "written": null,
+                "warnings": [warning],
+            }),
         };
 
         let text = detail(&run, &[]);
 
-        assert!(text.contains("  counts: {\"scored\":4}\n"), "{text}");
+        assert!(
+            text.contains("  counts:\n    bands: green 3, red 1\n    scored: 4\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("written"),
+            "a count not taken is left out: {text}"
+        );
         assert!(
             text.contains(&format!("check the data first: 1\n  ! {warning}\n")),
             "{text}"

@@ -77,7 +77,7 @@ fn meeting_reason(inputs: &EngagementInputs) -> String {
         reason.push_str(&format!(" (no {personas} contact on record)"));
     } else if inputs.other_meetings > 0 {
         let count = inputs.other_meetings;
-        reason.push_str(&format!(" ({count} held, none with {personas})"));
+        reason.push_str(&format!(" ({count} took place, none with {personas})"));
     }
     reason
 }

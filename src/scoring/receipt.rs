@@ -186,15 +186,17 @@ fn stage_text(stage: Option<StageApplied>) -> String {
 
 fn roi_details(inputs: &RoiInputs) -> Vec<String> {
     let sent = match inputs.goal_survey_sent_at {
-        Some(t) => format!("goal survey sent {}", instant(t)),
-        None => "no goal survey counted".to_owned(),
+        Some(t) => format!("goal-survey email sent {}", instant(t)),
+        None => format!(
+            "no goal-survey email sent by {}",
+            instant(inputs.survey_sent_by)
+        ),
     };
     let mut lines = vec![
         window_text(&inputs.window),
         format!(
-            "{sent}; a survey counts once {} days old (sent by {})",
-            inputs.survey_min_age_days,
-            instant(inputs.survey_sent_by)
+            "{sent} (an email counts as asking once it is {} days old)",
+            inputs.survey_min_age_days
         ),
     ];
     if !inputs.answers.is_empty() {

@@ -221,8 +221,13 @@ impl SurveyRun<'_> {
             skipped = plan.skipped.len(),
             held = plan.held.len(),
             not_sent = report.not_sent,
-            "survey emails: {} sent, {} failed, {} deferred, {} skipped, {} held, {} not sent",
+            "survey emails: {} {}, {} failed, {} deferred, {} skipped, {} held, {} not sent",
             report.sent,
+            if report.delivers {
+                "sent"
+            } else {
+                "written as .eml files"
+            },
             report.failures.len(),
             plan.deferred.len(),
             plan.skipped.len(),

@@ -275,6 +275,27 @@ fn the_demo_prints_what_a_cs_lead_reads_and_writes_the_emails_where_it_says() {
     assert!(sent > 0, "the demo sends surveys: {text}");
     assert_eq!(files, sent, "one .eml file per email the summary counts");
     assert!(data_dir.join("touchpoint.db").exists());
+
+    // The commands it suggests work as printed, once the demo has ended.
+    let suggested: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("Where to look next:"))
+        .filter_map(|line| line.strip_prefix("  - "))
+        .filter(|line| line.starts_with("TOUCHPOINT__STORE__PATH="))
+        .map(|line| line.split("   (").next().unwrap_or(line))
+        .collect();
+    assert_eq!(suggested.len(), 2, "explain and runs: {text}");
+    for command in suggested {
+        let ran = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("sh runs");
+        let said = String::from_utf8_lossy(&ran.stderr);
+        assert!(ran.status.success(), "{command}: {said}");
+        assert!(!ran.stdout.is_empty(), "{command} printed nothing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -418,7 +418,8 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     app.cycle(BEFORE).await;
 
     let tripped = app.cycle(AFTER).await;
-    let tripped_text = touchpoint::cli::render_summary(&tripped);
+    let tripped_text =
+        touchpoint::cli::render_summary(&tripped, &touchpoint::cli::Hints::for_this_process());
 
     let tasks = tripped.tasks.expect("a task step");
     let breaker = tasks.breaker.expect("breaker state");
@@ -439,7 +440,8 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     assert!(tripped_text.contains(&expected), "{tripped_text}");
 
     let still_held = app.cycle(AFTER).await;
-    let held_text = touchpoint::cli::render_summary(&still_held);
+    let held_text =
+        touchpoint::cli::render_summary(&still_held, &touchpoint::cli::Hints::for_this_process());
     let expected = format!(
         "tripped on 2025-06-02 by {} accounts turning red in one cycle (limit {})",
         breaker.turned_red, breaker.limit

@@ -508,12 +508,13 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     for task in tasks.opened.iter().take(shown) {
         let _ = writeln!(
             out,
-            "  + {} [{} {}] owner {} due {}: {}",
+            "  + {} [{} {}] owner {} due {} ({}): {}",
             task.account_id,
             task.kind,
             task.priority.as_str(),
             task.owner_id,
             task.due_date,
+            task.due_zone,
             task.subject
         );
     }

@@ -213,7 +213,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = Arc::new(build_app(options).await?);
     if let Ok(address) = listener.local_addr() {
-        info!(address = %address, "sandbox CRM listening");
+        tracing::debug!(address = %address, "sandbox CRM listening");
     }
     server::serve_app(app, listener, shutdown).await
 }

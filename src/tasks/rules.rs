@@ -118,6 +118,8 @@ pub struct TaskDraft {
     pub subject: String,
     pub body: String,
     pub due_date: NaiveDate,
+    /// The zone the due date's business days are counted in: the owner's, else the default.
+    pub due_zone: String,
     pub priority: Priority,
     pub trigger_id: String,
 }
@@ -268,6 +270,7 @@ fn draft(trigger: &Trigger, owner_id: OwnerId, zone: Tz, context: &Context<'_>) 
         subject: subject(trigger),
         body: body(trigger),
         due_date: add_business_days(today, rule.due_business_days),
+        due_zone: zone.name().to_owned(),
         priority: rule.priority,
         trigger_id: trigger.id.clone(),
     }

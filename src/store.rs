@@ -254,7 +254,7 @@ impl Store {
     }
 
     /// The path of the file [`Store::open`] locks while it creates or migrates the store.
-    pub fn setup_lock_path(path: &Path) -> std::path::PathBuf {
+    fn setup_lock_path(path: &Path) -> std::path::PathBuf {
         let mut name = path.as_os_str().to_owned();
         name.push(".setup-lock");
         name.into()

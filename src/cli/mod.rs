@@ -310,9 +310,10 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
     match args.output {
         Output::Json => write_json(&report)?,
         Output::Text => {
-            let detail = match args.summary {
-                true => report::Detail::Movers,
-                false => report::Detail::EveryChange,
+            let detail = if args.summary {
+                report::Detail::Movers
+            } else {
+                report::Detail::EveryChange
             };
             emit(&report::render(
                 &report,

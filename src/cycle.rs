@@ -793,7 +793,11 @@ impl<S: Source> Cycle<'_, S> {
             "surveys_deferred": report.surveys.as_ref().map(|s| s.deferred.len()),
             "surveys_failed": report.surveys.as_ref().map(|s| s.failures.len()),
             "surveys_not_sent": report.surveys.as_ref().map(|s| s.not_sent),
-            "tasks_opened": report.tasks.as_ref().map(|t| t.opened.len()),
+            // A replay lists the tasks that were due then; it opens none.
+            "tasks_opened": report
+                .tasks
+                .as_ref()
+                .map(|t| if report.replay { 0 } else { t.opened.len() }),
             "tasks_held": report.tasks.as_ref().map(|t| t.held.len()),
             "warnings": report.warnings,
         });

@@ -90,7 +90,7 @@ pub async fn run(user_config: Option<&Path>, args: &DemoArgs) -> anyhow::Result<
     let hints = Hints {
         store: Some(store_path.display().to_string()),
         source_reachable: false,
-        ..Hints::for_this_process()
+        ..Hints::for_this_process(None)
     };
     let mut summary = super::cli::render_summary(&report, &hints);
     let _ = writeln!(

@@ -294,8 +294,9 @@ impl Store {
         match applied {
             Some(version) if version >= newest => Ok(()),
             _ => anyhow::bail!(
-                "the store {} was made by an older touchpoint (or is not a touchpoint store); \
-                 run `touchpoint cycle` or start the daemon once to upgrade it",
+                "the store {} was made by an older touchpoint, is being set up or upgraded by \
+                 another touchpoint process right now (try again in a moment), or is not a \
+                 touchpoint store; run `touchpoint cycle` or start the daemon once to upgrade it",
                 path.display()
             ),
         }

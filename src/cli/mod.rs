@@ -283,14 +283,21 @@ pub fn as_of_instant(as_of: Option<NaiveDate>) -> DateTime<Utc> {
 
 async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     refuse_future(args.as_of)?;
+    let hints = report::Hints::for_this_process(config.as_deref());
     let settings = load(config)?;
     let now = as_of_instant(args.as_of);
     let store = match mode {
         Mode::Act => Some(Store::open(&settings.store).await?),
         Mode::Plan => Store::open_read_only(&settings.store).await?,
     };
-    let held = match (mode, &store) {
-        (Mode::Act, Some(store)) => Some(OneShotLease::take(store, &settings).await?),
+    // Ctrl-C or SIGTERM stops an acting cycle at its next safe point, as they stop the daemon's
+    // (a second signal ends it at once); so does losing the lease, below.
+    let stop = match mode {
+        Mode::Act => Some(daemon::stop_on_signals()?),
+        Mode::Plan => None,
+    };
+    let held = match (&stop, &store) {
+        (Some(stop), Some(store)) => Some(OneShotLease::take(store, &settings, stop).await?),
         _ => None,
     };
     let command = match mode {
@@ -299,6 +306,7 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
     };
     let secrets = Secrets {
         act_on_past: args.act_on_past,
+        stop,
         ..Secrets::default()
     };
     let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await;
@@ -315,11 +323,7 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
             } else {
                 report::Detail::EveryChange
             };
-            emit(&report::render(
-                &report,
-                detail,
-                &report::Hints::for_this_process(),
-            ))?
+            emit(&report::render(&report, detail, &hints))?
         }
     }
     Ok(exit_code(&report))
@@ -338,7 +342,11 @@ struct OneShotLease {
 }
 
 impl OneShotLease {
-    async fn take(store: &Store, settings: &Settings) -> anyhow::Result<Self> {
+    async fn take(
+        store: &Store,
+        settings: &Settings,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Self> {
         let lease = Arc::new(daemon::lease::Lease::one_shot(settings.daemon.lease_ttl));
         let taken = lease.renew(store).await?
             || (daemon::lease::free_if_holder_died(store).await? && lease.renew(store).await?);
@@ -354,7 +362,9 @@ impl OneShotLease {
                 ),
                 None => anyhow::bail!(
                     "a daemon ({holder}) is scheduling cycles on {path}; stop it first, or \
-                     use `touchpoint plan`, which changes nothing"
+                     use `touchpoint plan`, which changes nothing (a daemon that died without \
+                     stopping cleanly holds the lease for up to daemon.lease.ttl_secs = {} s)",
+                    settings.daemon.lease_ttl.as_secs()
                 ),
             }
         }
@@ -364,12 +374,25 @@ impl OneShotLease {
         }
         let renew_every = settings.daemon.lease_renew_every;
         let renewing = tokio::spawn({
-            let (store, lease) = (store.clone(), Arc::clone(&lease));
+            let (store, lease, stop) = (store.clone(), Arc::clone(&lease), stop.clone());
             async move {
                 loop {
                     tokio::time::sleep(renew_every).await;
-                    if let Err(e) = lease.renew(&store).await {
-                        tracing::warn!("could not renew the one-shot cycle's lease: {e:#}");
+                    match lease.renew(&store).await {
+                        Ok(true) => {}
+                        // Suspended past the lease (a stopped process, a sleeping host), and
+                        // another instance took over: this cycle must not go on beside it.
+                        Ok(false) => {
+                            tracing::error!(
+                                "lost the scheduler lease to another instance; this cycle \
+                                 stops at its next safe point"
+                            );
+                            stop.cancel();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!("could not renew the one-shot cycle's lease: {e:#}");
+                        }
                     }
                 }
             }
@@ -462,6 +485,8 @@ pub struct Secrets {
     /// set: a replay is for looking at the past, and its writes would reach the CRM and real
     /// people today.
     pub act_on_past: bool,
+    /// Cancelled to stop the cycle at its next safe point (see [`Cycle::stop`]).
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// Like [`cycle_once`], with secrets given; those left `None` are read from the environment.
@@ -498,7 +523,7 @@ pub async fn cycle_with_secrets(
                 store,
                 delivery: delivery.as_ref(),
                 command,
-                stop: None,
+                stop: secrets.stop.as_ref(),
                 replay,
             };
             progress::while_running(show_progress, &client, cycle.run(now, mode)).await
@@ -512,7 +537,7 @@ pub async fn cycle_with_secrets(
                 store,
                 delivery: delivery.as_ref(),
                 command,
-                stop: None,
+                stop: secrets.stop.as_ref(),
                 replay,
             };
             cycle.run(now, mode).await

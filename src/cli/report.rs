@@ -21,6 +21,8 @@ pub enum Detail {
 pub struct Hints {
     /// The program as the person typed it: `touchpoint`, or `target/release/touchpoint`.
     pub program: String,
+    /// The `--config` file the report's run was given, which the suggested commands need too.
+    pub config: Option<String>,
     /// A store other than the configured one (the demo's), given as an environment override.
     pub store: Option<String>,
     /// Whether the source can still be asked (`plan` needs it; the demo's sandbox is gone).
@@ -28,18 +30,29 @@ pub struct Hints {
 }
 
 impl Hints {
-    /// The program as this process was invoked, for a report printed by `plan` or `cycle`.
-    pub fn for_this_process() -> Self {
+    /// The program as this process was invoked, with its `--config` file, for a report
+    /// printed by `plan` or `cycle`.
+    pub fn for_this_process(config: Option<&std::path::Path>) -> Self {
         Hints {
             program: invoked_as(),
+            config: config.map(|path| path.display().to_string()),
             store: None,
             source_reachable: true,
         }
     }
 
+    /// The program with its `--config` file, quoted for a POSIX shell.
+    fn program(&self) -> String {
+        let program = quoted(&self.program);
+        match &self.config {
+            Some(file) => format!("{program} --config {}", quoted(file)),
+            None => program,
+        }
+    }
+
     /// The command prefix that reaches the same store, quoted for a POSIX shell.
     fn command(&self) -> String {
-        let program = quoted(&self.program);
+        let program = self.program();
         match &self.store {
             Some(path) => format!("TOUCHPOINT__STORE__PATH={} {program}", quoted(path)),
             None => program,
@@ -54,7 +67,8 @@ fn quoted(text: &str) -> String {
 
 /// The program as a person would type it again: `touchpoint` when it was found on the `PATH`,
 /// otherwise its path, relative to the working folder when it lies below it (`cargo run`
-/// starts `target/release/touchpoint` by its full path).
+/// starts `target/release/touchpoint` by its full path), and `./touchpoint` for one in the
+/// working folder itself, which a shell would otherwise look for on the `PATH`.
 pub fn invoked_as() -> String {
     let Some(first) = std::env::args_os().next() else {
         return "touchpoint".to_owned();
@@ -68,7 +82,13 @@ pub fn invoked_as() -> String {
             .ok()
             .map(std::path::Path::to_path_buf)
     });
-    relative.unwrap_or(path).display().to_string()
+    match relative {
+        Some(relative) if relative.components().count() == 1 => {
+            format!("./{}", relative.display())
+        }
+        Some(relative) => relative.display().to_string(),
+        None => path.display().to_string(),
+    }
 }
 
 /// Movers listed in a summary.
@@ -581,7 +601,7 @@ fn next_steps(out: &mut String, report: &CycleReport, hints: &Hints) {
         let _ = writeln!(
             out,
             "  - {} plan --output json   (every account with its reasons)",
-            quoted(&hints.program)
+            hints.program()
         );
     } else {
         let _ = writeln!(
@@ -650,6 +670,7 @@ mod tests {
     fn a_suggested_command_quotes_what_the_shell_would_split() {
         let hints = Hints {
             program: "target/release/touchpoint".to_owned(),
+            config: None,
             store: Some("/home/cs lead/demo's/touchpoint.db".to_owned()),
             source_reachable: false,
         };
@@ -670,6 +691,15 @@ mod tests {
         assert_eq!(
             plain.command(),
             "TOUCHPOINT__STORE__PATH=data/demo/touchpoint.db target/release/touchpoint"
+        );
+        let configured = Hints {
+            config: Some("my book.toml".to_owned()),
+            store: None,
+            ..hints
+        };
+        assert_eq!(
+            configured.command(),
+            "target/release/touchpoint --config 'my book.toml'"
         );
     }
 }

@@ -122,6 +122,19 @@ fn host_name() -> String {
         .unwrap_or_else(|| "host".to_owned())
 }
 
+/// Whether process `pid` still runs: it has an entry in `/proc` and is not a zombie (a
+/// killed process stays one until its parent reaps it).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// Frees the lease when its holder is a one-shot cycle on this host whose process has ended
 /// (stopped with Ctrl-C, say), so the next `touchpoint cycle` need not wait out the lease.
 /// True when it freed one. A daemon's lease is left alone: its standby takes over on time.
@@ -138,8 +151,7 @@ pub async fn free_if_holder_died(store: &Store) -> anyhow::Result<bool> {
         return Ok(false);
     };
     let same_host = host == Some(host_name().as_str());
-    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-    if !same_host || alive || !std::path::Path::new("/proc/self").exists() {
+    if !same_host || process_alive(pid) || !std::path::Path::new("/proc/self").exists() {
         return Ok(false);
     }
     store.release_lease(SCHEDULER, &holder).await?;

@@ -265,15 +265,27 @@ pub(super) fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     Ok(one_line(&String::deserialize(d)?))
 }
 
+/// The longest name [`one_line`] keeps, in characters; longer ones are cut and end in `…`.
+const NAME_CHARS: usize = 200;
+
 /// CRM text made fit for one line of a table, a log, a task title or a mail header: line
-/// breaks, tabs and other whitespace become single spaces, any other control character (NUL,
-/// DEL...) is dropped, and the ends are trimmed.
+/// breaks, tabs and other whitespace become single spaces; any other control character (NUL,
+/// DEL...) and the bidirectional controls that reorder what follows them (U+202A-U+202E,
+/// U+2066-U+2069) are dropped; the ends are trimmed, and a name longer than 200 characters is
+/// cut.
 pub fn one_line(raw: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     let kept: String = raw
         .chars()
-        .filter(|c| c.is_whitespace() || !c.is_control())
+        .filter(|&c| (c.is_whitespace() || !c.is_control()) && !reorders(c))
         .collect();
-    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+    let line = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= NAME_CHARS {
+        return line;
+    }
+    let mut cut: String = line.chars().take(NAME_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 pub(super) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -79,9 +79,13 @@ impl LinkSigner {
     }
 
     /// Reads the secret from [`SECRET_VARIABLE`].
+    /// Space around it (a line end left by `$(cat file)` or an editor) is not part of the key,
+    /// and does not count towards its length.
     pub fn from_env() -> Result<Self, ConfigError> {
         match std::env::var(SECRET_VARIABLE) {
-            Ok(secret) if !secret.trim().is_empty() => Self::new(SecretString::from(secret)),
+            Ok(secret) if !secret.trim().is_empty() => {
+                Self::new(SecretString::from(secret.trim().to_owned()))
+            }
             _ => Err(ConfigError::new(
                 SECRET_VARIABLE,
                 "the link secret is not set; secrets are read from the environment only",

@@ -174,6 +174,7 @@ impl Harness {
             crm_token: Some(SecretString::from(TOKEN)),
             link_signer: Some(signer()),
             act_on_past: true,
+            stop: None,
         };
         let command = if mode == Mode::Act { "cycle" } else { "plan" };
         cycle_with_secrets(
@@ -1122,6 +1123,86 @@ async fn a_cycle_killed_while_sending_and_run_again_never_sends_a_wave_twice() {
             other => panic!("{} ended {other}", row.key),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_cycle_at_a_safe_point_and_the_next_one_sends_the_rest() {
+    let (accounts, contacts) = twelve_accounts();
+    let h = Harness::with_book(&accounts, &contacts, &[]).await;
+    h.smtp.delay_data(std::time::Duration::from_millis(300));
+
+    let mut child = cycle_process(&h).spawn().expect("touchpoint starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h.smtp.received().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupt.success());
+    child.wait().expect("it ends");
+
+    let at_stop = h.smtp.received().len();
+    assert!(at_stop < 12, "stopped mid-send: {at_stop} delivered");
+    let rows = h.rows().await;
+    assert_every_delivery_recorded(&h, &rows);
+    let store = h.app.store().await;
+    let runs = store.recent_runs(5).await.expect("the runs");
+    assert!(runs.iter().all(|run| run.status != "running"), "{runs:?}");
+    assert_eq!(runs[0].status, "partial", "{runs:?}");
+    let reason = runs[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("stay planned"), "{runs:?}");
+    assert!(
+        store.lease_holder("scheduler").await.expect("read").is_none(),
+        "the lease is given up"
+    );
+
+    h.smtp.delay_data(std::time::Duration::ZERO);
+    assert!(cycle_process(&h).status().expect("touchpoint runs").success());
+    let rows = h.rows().await;
+    assert_every_delivery_recorded(&h, &rows);
+    let goal_sent = rows
+        .values()
+        .filter(|r| r.survey == "goal" && r.state == "sent")
+        .count();
+    assert_eq!(goal_sent, 12, "the rest went out on the next cycle, once each");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_that_loses_its_lease_stops_sending() {
+    let (accounts, contacts) = twelve_accounts();
+    let h = Harness::with_book(&accounts, &contacts, &[]).await;
+    h.smtp.delay_data(std::time::Duration::from_millis(1500));
+
+    let child = cycle_process(&h)
+        .env("TOUCHPOINT__DAEMON__LEASE__TTL_SECS", "4")
+        .env("TOUCHPOINT__DAEMON__LEASE__RENEW_EVERY_SECS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("touchpoint starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h.smtp.received().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Another instance takes the lease, as one would after this process had been suspended
+    // past its expiry.
+    let pool = h.app.raw_store().await;
+    sqlx::query("UPDATE scheduler_lease SET holder = 'another:1:00000000'")
+        .execute(&pool)
+        .await
+        .expect("the lease changes hands");
+    let output = child.wait_with_output().expect("it ends");
+
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("lost the scheduler lease"), "{said}");
+    let delivered = h.smtp.received().len();
+    assert!(delivered < 12, "it stopped sending: {delivered} delivered");
+    let rows = h.rows().await;
+    assert_every_delivery_recorded(&h, &rows);
+    let holder = h.app.store().await.lease_holder("scheduler").await;
+    let (holder, _) = holder.expect("read").expect("still held");
+    assert_eq!(holder, "another:1:00000000", "the lease is not taken back");
 }
 
 /// The Message-ID of each message the SMTP server accepted, without angle brackets.

@@ -419,7 +419,7 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
 
     let tripped = app.cycle(AFTER).await;
     let tripped_text =
-        touchpoint::cli::render_summary(&tripped, &touchpoint::cli::Hints::for_this_process());
+        touchpoint::cli::render_summary(&tripped, &touchpoint::cli::Hints::for_this_process(None));
 
     let tasks = tripped.tasks.expect("a task step");
     let breaker = tasks.breaker.expect("breaker state");
@@ -440,8 +440,10 @@ async fn the_breaker_holds_health_tasks_when_many_accounts_turn_red_at_once() {
     assert!(tripped_text.contains(&expected), "{tripped_text}");
 
     let still_held = app.cycle(AFTER).await;
-    let held_text =
-        touchpoint::cli::render_summary(&still_held, &touchpoint::cli::Hints::for_this_process());
+    let held_text = touchpoint::cli::render_summary(
+        &still_held,
+        &touchpoint::cli::Hints::for_this_process(None),
+    );
     let expected = format!(
         "tripped on 2025-06-02 by {} accounts turning red in one cycle (limit {})",
         breaker.turned_red, breaker.limit
@@ -640,6 +642,7 @@ async fn cycle_with_mail(app: &App, as_of: &str) -> CycleReport {
             .expect("a long enough secret"),
         ),
         act_on_past: true,
+        stop: None,
     };
     cycle_with_secrets(
         &app.settings,

@@ -586,8 +586,8 @@ fn next_steps(out: &mut String, report: &CycleReport, hints: &Hints) {
     if let Some(account) = example {
         // A plan stores nothing: there is a receipt to explain only once a cycle has run.
         let after = match report.mode {
-            Mode::Plan => "after a `touchpoint cycle`, ",
-            Mode::Act => "",
+            Mode::Plan => format!("after `{} cycle`, ", hints.program()),
+            Mode::Act => String::new(),
         };
         let _ = writeln!(
             out,

@@ -1154,19 +1154,31 @@ async fn ctrl_c_stops_a_cycle_at_a_safe_point_and_the_next_one_sends_the_rest() 
     let reason = runs[0].reason.as_deref().unwrap_or_default();
     assert!(reason.contains("stay planned"), "{runs:?}");
     assert!(
-        store.lease_holder("scheduler").await.expect("read").is_none(),
+        store
+            .lease_holder("scheduler")
+            .await
+            .expect("read")
+            .is_none(),
         "the lease is given up"
     );
 
     h.smtp.delay_data(std::time::Duration::ZERO);
-    assert!(cycle_process(&h).status().expect("touchpoint runs").success());
+    assert!(
+        cycle_process(&h)
+            .status()
+            .expect("touchpoint runs")
+            .success()
+    );
     let rows = h.rows().await;
     assert_every_delivery_recorded(&h, &rows);
     let goal_sent = rows
         .values()
         .filter(|r| r.survey == "goal" && r.state == "sent")
         .count();
-    assert_eq!(goal_sent, 12, "the rest went out on the next cycle, once each");
+    assert_eq!(
+        goal_sent, 12,
+        "the rest went out on the next cycle, once each"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -354,6 +354,21 @@ impl Store {
         Ok(())
     }
 
+    /// Puts `reason` before the reason run `run_id` ended with, for what only the caller
+    /// learnt (a one-shot cycle that lost its lease while it ran).
+    pub async fn prefix_run_reason(&self, run_id: &str, reason: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE runs SET reason = CASE WHEN reason IS NULL THEN $2 ELSE $2 || '; ' || reason END
+             WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("failed to record why run {run_id} stopped"))?;
+        Ok(())
+    }
+
     /// The number of accounts the last run that read the whole book pulled.
     pub async fn last_complete_book_size(&self) -> anyhow::Result<Option<u64>> {
         let row = sqlx::query(

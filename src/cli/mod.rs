@@ -310,10 +310,20 @@ async fn run_cycle(config: Option<PathBuf>, args: RunArgs, mode: Mode) -> anyhow
         ..Secrets::default()
     };
     let report = cycle_with_secrets(&settings, store.as_ref(), command, now, mode, secrets).await;
+    let lost_lease = held.as_ref().is_some_and(OneShotLease::was_lost);
     if let Some(held) = held {
         held.release().await;
     }
-    let report = report?;
+    let mut report = report?;
+    if lost_lease && let (Some(store), Some(run_id)) = (&store, report.run_id.as_deref()) {
+        let why = "lost the scheduler lease to another instance while running (suspended \
+                   past it?), so it stopped at a safe point";
+        store.prefix_run_reason(run_id, why).await?;
+        report.reason = Some(match report.reason.take() {
+            Some(reason) => format!("{why}; {reason}"),
+            None => why.to_owned(),
+        });
+    }
 
     match args.output {
         Output::Json => write_json(&report)?,
@@ -339,6 +349,8 @@ struct OneShotLease {
     store: Store,
     lease: Arc<daemon::lease::Lease>,
     renewing: tokio::task::JoinHandle<()>,
+    /// Set when a renewal found the lease taken by another instance.
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OneShotLease {
@@ -373,8 +385,10 @@ impl OneShotLease {
             n => tracing::warn!(runs = n, "marked {n} unfinished run(s) as interrupted"),
         }
         let renew_every = settings.daemon.lease_renew_every;
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let renewing = tokio::spawn({
             let (store, lease, stop) = (store.clone(), Arc::clone(&lease), stop.clone());
+            let lost = Arc::clone(&lost);
             async move {
                 loop {
                     tokio::time::sleep(renew_every).await;
@@ -387,6 +401,7 @@ impl OneShotLease {
                                 "lost the scheduler lease to another instance; this cycle \
                                  stops at its next safe point"
                             );
+                            lost.store(true, std::sync::atomic::Ordering::SeqCst);
                             stop.cancel();
                             return;
                         }
@@ -401,7 +416,12 @@ impl OneShotLease {
             store: store.clone(),
             lease,
             renewing,
+            lost,
         })
+    }
+
+    fn was_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn release(self) {

@@ -1215,6 +1215,9 @@ async fn a_cycle_that_loses_its_lease_stops_sending() {
     let holder = h.app.store().await.lease_holder("scheduler").await;
     let (holder, _) = holder.expect("read").expect("still held");
     assert_eq!(holder, "another:1:00000000", "the lease is not taken back");
+    let runs = h.app.store().await.recent_runs(1).await.expect("the runs");
+    let reason = runs[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("lost the scheduler lease"), "{runs:?}");
 }
 
 /// The Message-ID of each message the SMTP server accepted, without angle brackets.

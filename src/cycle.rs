@@ -970,13 +970,13 @@ impl Saver {
         scoring: &scoring::ScoringConfig,
         write_back: Option<mpsc::Sender<Vec<HealthItem>>>,
     ) -> Self {
-        let (chunks, mut received) = mpsc::channel(PIPELINE_CHUNKS);
+        let (chunks, mut received) =
+            mpsc::channel::<(Vec<ScoreRow>, Vec<HealthItem>)>(PIPELINE_CHUNKS);
         let (store, run_id, version) = (store.clone(), run_id.to_owned(), scoring.version());
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut saved = 0;
             while let Some((rows, items)) = received.recv().await {
-                let rows: Vec<ScoreRow> = rows;
                 store.save_scores(&run_id, as_of, &version, &rows).await?;
                 saved += rows.len();
                 if let Some(write_back) = &write_back {
@@ -1015,26 +1015,22 @@ struct KeyFeatureUsage {
 }
 
 impl KeyFeatureUsage {
+    /// One pass over the book's facts.
     fn of(book: &Book, settings: &Settings) -> KeyFeatureUsage {
+        let mut used = std::collections::HashSet::new();
+        let mut busiest_days = 0;
+        for (feature, days) in book.facts.values().flat_map(|f| f.feature_days.iter()) {
+            used.insert(&**feature);
+            busiest_days = busiest_days.max(*days);
+        }
         let unused = settings
             .scoring
             .adoption()
             .key_features
             .iter()
-            .filter(|feature| {
-                !book
-                    .facts
-                    .values()
-                    .any(|facts| facts.feature_days.contains_key(feature.as_str()))
-            })
+            .filter(|feature| !used.contains(feature.as_str()))
             .cloned()
             .collect();
-        let busiest_days = book
-            .facts
-            .values()
-            .flat_map(|facts| facts.feature_days.iter().map(|(_, days)| *days))
-            .max()
-            .unwrap_or(0);
         KeyFeatureUsage {
             unused,
             busiest_days,

@@ -253,13 +253,6 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// The path of the file [`Store::open`] locks while it creates or migrates the store.
-    fn setup_lock_path(path: &Path) -> std::path::PathBuf {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".setup-lock");
-        name.into()
-    }
-
     /// Opens an existing store read-only (for `plan` and `explain`, which change nothing).
     /// Returns `None` when there is no store file yet.
     pub async fn open_read_only(settings: &StoreSettings) -> anyhow::Result<Option<Self>> {
@@ -693,7 +686,9 @@ fn next_in_history(before: Option<Latest>, scored: StoredScore, as_of: String) -
 /// dropped. SQLite itself cannot serialise this: each migration is its own transaction, so
 /// two processes that both find the store new would both try to create its tables.
 async fn setup_lock(path: &Path) -> anyhow::Result<std::fs::File> {
-    let lock_path = Store::setup_lock_path(path);
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".setup-lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
     let shown = lock_path.display().to_string();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::options()

@@ -541,26 +541,23 @@ fn tasks(out: &mut String, report: &CycleReport, detail: Detail) {
     if tasks.opened.len() > shown {
         let _ = writeln!(out, "  ... and {} more", tasks.opened.len() - shown);
     }
-    for held in tasks.held.iter().take(shown) {
+    let held = tasks.held.iter().take(shown).map(|d| ("= held", d));
+    let skipped = tasks.skipped.iter().take(shown).map(|d| ("- not due", d));
+    for (mark, decision) in held.chain(skipped) {
         if let Decision::Held {
             account_id,
             reason,
             why,
             ..
-        } = held
-        {
-            let _ = writeln!(out, "  = held {account_id} ({}): {why}", reason.as_str());
         }
-    }
-    for skipped in tasks.skipped.iter().take(shown) {
-        if let Decision::Skipped {
+        | Decision::Skipped {
             account_id,
             reason,
             why,
             ..
-        } = skipped
+        } = decision
         {
-            let _ = writeln!(out, "  - not due {account_id} ({}): {why}", reason.as_str());
+            let _ = writeln!(out, "  {mark} {account_id} ({}): {why}", reason.as_str());
         }
     }
 }

@@ -471,7 +471,8 @@ mod tests {
     fn names_are_read_onto_one_line() {
         use crate::model::{Account, Contact};
         let account: Account = serde_json::from_str(
-            r#"{"id": "A-1", "name": "Acct\r\nSubject: injected\u0000 ", "updated_at": "2025-01-01"}"#,
+            r#"{"id": "A-1", "name": "Acct\r\nSubject: injected\u0000 ",
+                "updated_at": "2025-01-01"}"#,
         )
         .expect("an account");
         assert_eq!(account.name, "Acct Subject: injected");

@@ -188,7 +188,11 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
         tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
     }
     if faults.rate_limits(n) {
-        return rate_limited(faults.retry_after_secs, n);
+        let detail = format!(
+            "request {n} hit the sandbox's burst limit; retry after {} s",
+            faults.retry_after_secs
+        );
+        return too_many_requests("burst", faults.retry_after_secs, detail);
     }
     if faults.errs(n) {
         return server_error(n, faults.error_share);
@@ -196,7 +200,8 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
     if request.method() == Method::PUT {
         let write = app.write_counter.fetch_add(1, Ordering::SeqCst) + 1;
         if faults.over_daily_limit(write) {
-            return daily_limited(faults.retry_after_secs.max(1), write);
+            let detail = format!("write {write} is over the sandbox's daily write quota");
+            return too_many_requests("daily", faults.retry_after_secs.max(1), detail);
         }
         if faults.write_errs(write) {
             return server_error(write, faults.write_error_share);
@@ -211,24 +216,10 @@ pub async fn apply(State(app): State<Arc<App>>, request: Request, next: Next) ->
     next.run(request).await
 }
 
-fn rate_limited(retry_after: u32, n: u64) -> Response {
-    let mut problem = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("request {n} hit the sandbox's burst limit; retry after {retry_after} s"),
-    )
-    .with("policy", json!("burst"));
-    problem.retry_after = Some(retry_after);
-    problem.into_response()
-}
-
-fn daily_limited(retry_after: u32, write: u64) -> Response {
-    let mut problem = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("write {write} is over the sandbox's daily write quota"),
-    )
-    .with("policy", json!("daily"));
+/// A `429` under the contract's `policy` (`burst` or `daily`), with `Retry-After`.
+fn too_many_requests(policy: &str, retry_after: u32, detail: String) -> Response {
+    let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+        .with("policy", json!(policy));
     problem.retry_after = Some(retry_after);
     problem.into_response()
 }

@@ -176,28 +176,8 @@ async fn the_csv_source_reads_the_same_book_to_the_same_colours() {
     let book = TempDir::new().expect("a temporary folder");
     write_book(book.path(), &key_features());
     let dir = TempDir::new().expect("a temporary folder");
-    let csv_dir = book.path().display().to_string();
-    let settings = settings_for(
-        "http://127.0.0.1:1",
-        dir.path(),
-        &[
-            ("TOUCHPOINT__SOURCE__KIND", "csv"),
-            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
-        ],
-    );
-    let store = touchpoint::store::Store::open(&settings.store)
-        .await
-        .expect("the store opens");
 
-    let report = touchpoint::cli::cycle_once(
-        &settings,
-        Some(&store),
-        "cycle",
-        crate::helpers::start_of("2025-01-01"),
-        touchpoint::cycle::Mode::Act,
-    )
-    .await
-    .expect("the cycle runs");
+    let (report, _) = cycle_over(book.path(), dir.path()).await;
 
     assert_hand_worked_colours(&report);
     assert!(
@@ -220,15 +200,7 @@ async fn usage_rows_that_spell_a_key_feature_in_capitals_still_count_for_it() {
     assert_ne!(rewritten, text, "some rows now spell `{capitalised}`");
     std::fs::write(&usage, rewritten).expect("rewritten");
     let dir = TempDir::new().expect("a temporary folder");
-    let csv_dir = book.path().display().to_string();
-    let settings = settings_for(
-        "http://127.0.0.1:1",
-        dir.path(),
-        &[
-            ("TOUCHPOINT__SOURCE__KIND", "csv"),
-            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
-        ],
-    );
+    let settings = csv_settings(book.path(), dir.path());
 
     let served = App::from_csv(book.path()).await.plan("2025-01-01").await;
     let read = touchpoint::cli::cycle_once(
@@ -303,15 +275,7 @@ async fn a_renamed_column_fails_the_pull_instead_of_scoring_empty_data() {
     let text = std::fs::read_to_string(&activities).expect("written");
     std::fs::write(&activities, text.replacen("account_id", "acct_id", 1)).expect("rewritten");
     let dir = TempDir::new().expect("a temporary folder");
-    let csv_dir = book.path().display().to_string();
-    let settings = settings_for(
-        "http://127.0.0.1:1",
-        dir.path(),
-        &[
-            ("TOUCHPOINT__SOURCE__KIND", "csv"),
-            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
-        ],
-    );
+    let settings = csv_settings(book.path(), dir.path());
 
     let report = touchpoint::cli::cycle_once(
         &settings,
@@ -344,28 +308,8 @@ async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored
     text.push_str("AC-9,,call,,2024-12-20T15:00:00Z,completed,P-g1,2024-12-20T16:00:00Z\n");
     std::fs::write(&activities, text).expect("rewritten");
     let dir = TempDir::new().expect("a temporary folder");
-    let csv_dir = book.path().display().to_string();
-    let settings = settings_for(
-        "http://127.0.0.1:1",
-        dir.path(),
-        &[
-            ("TOUCHPOINT__SOURCE__KIND", "csv"),
-            ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
-        ],
-    );
-    let store = touchpoint::store::Store::open(&settings.store)
-        .await
-        .expect("the store opens");
 
-    let report = touchpoint::cli::cycle_once(
-        &settings,
-        Some(&store),
-        "cycle",
-        crate::helpers::start_of("2025-01-01"),
-        touchpoint::cycle::Mode::Act,
-    )
-    .await
-    .expect("the cycle runs");
+    let (report, store) = cycle_over(book.path(), dir.path()).await;
 
     assert_eq!(report.status, touchpoint::store::RunStatus::Partial);
     let reason = report.reason.clone().expect("a partial run says why");
@@ -393,17 +337,22 @@ async fn a_row_that_names_no_account_costs_that_row_and_the_book_is_still_scored
     assert_hand_worked_colours(&hand_worked);
 }
 
-/// A cycle over the CSV book in `book`, read directly, with a store of its own in `dir`.
-async fn cycle_over(book: &Path, dir: &Path) -> (CycleReport, touchpoint::store::Store) {
+/// Settings that read the CSV book in `book` directly, with a store of their own in `dir`.
+fn csv_settings(book: &Path, dir: &Path) -> touchpoint::settings::Settings {
     let csv_dir = book.display().to_string();
-    let settings = settings_for(
+    settings_for(
         "http://127.0.0.1:1",
         dir,
         &[
             ("TOUCHPOINT__SOURCE__KIND", "csv"),
             ("TOUCHPOINT__SOURCE__CSV_DIR", &csv_dir),
         ],
-    );
+    )
+}
+
+/// A cycle over the CSV book in `book`, read directly, with a store of its own in `dir`.
+async fn cycle_over(book: &Path, dir: &Path) -> (CycleReport, touchpoint::store::Store) {
+    let settings = csv_settings(book, dir);
     let store = touchpoint::store::Store::open(&settings.store)
         .await
         .expect("the store opens");

@@ -66,10 +66,7 @@ async fn a_person_opens_the_link_in_a_browser_and_sends_the_answer() {
     let chromedriver = installed(&["chromedriver"]);
     let h = Harness::start(&[]).await;
     h.cycle(MONDAY).await;
-    let raw = h
-        .messages_to("leap@example.com")
-        .pop()
-        .expect("leap's email");
+    let raw = h.last_message_to("leap@example.com");
     let link = link_with(&raw, "?achieved=yes");
 
     let (_driver, url) = start_driver(&chromedriver).await;

@@ -195,6 +195,13 @@ impl Harness {
     }
 
     /// Raw messages the SMTP server accepted for `address`.
+    /// The last email `address` received.
+    pub fn last_message_to(&self, address: &str) -> String {
+        self.messages_to(address)
+            .pop()
+            .unwrap_or_else(|| panic!("an email to {address}"))
+    }
+
     pub fn messages_to(&self, address: &str) -> Vec<String> {
         self.smtp
             .received()
@@ -259,6 +266,12 @@ pub fn links(raw: &str) -> Vec<String> {
 }
 
 /// The answer link for one NPS score or goal answer in a message.
+/// The answer page of the link in `raw` ending in `suffix`: the link without its query.
+pub fn page_with(raw: &str, suffix: &str) -> String {
+    let link = link_with(raw, suffix);
+    link.split('?').next().expect("a path").to_owned()
+}
+
 pub fn link_with(raw: &str, suffix: &str) -> String {
     links(raw)
         .into_iter()
@@ -467,7 +480,7 @@ async fn suppressed_opted_out_invalid_and_bounced_addresses_get_nothing() {
     assert!(reason.starts_with("hard bounce"), "{reason}");
 
     // One-click unsubscribe (RFC 8058) from Zoë's email: her address gets nothing more.
-    let raw = h.messages_to("zoe@example.com").pop().expect("zoe's email");
+    let raw = h.last_message_to("zoe@example.com");
     assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     let url = links(&raw)
         .into_iter()
@@ -682,7 +695,7 @@ async fn starttls_is_required_by_default() {
 async fn a_non_ascii_name_is_encoded_in_the_display_name_and_subject() {
     let h = Harness::start(&[]).await;
     h.cycle(MONDAY).await;
-    let raw = h.messages_to("zoe@example.com").pop().expect("zoe's email");
+    let raw = h.last_message_to("zoe@example.com");
 
     let headers = raw.split("\r\n\r\n").next().expect("headers");
     assert!(headers.is_ascii(), "headers are 7-bit: {headers}");
@@ -747,7 +760,7 @@ async fn line_breaks_and_nul_in_crm_names_are_dropped_and_the_emails_still_go() 
         ("goal:12m:A-leap:P-nul", "nul@example.com", "LeaLeap"),
     ] {
         assert_eq!(rows[key].state, "sent", "{:?}", rows[key]);
-        let raw = h.messages_to(address).pop().expect("the email went");
+        let raw = h.last_message_to(address);
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .expect("parses");
@@ -796,12 +809,8 @@ async fn a_link_scanner_that_opens_every_link_records_nothing() {
 async fn a_tampered_or_expired_token_changes_nothing() {
     let h = Harness::start(&[]).await;
     h.cycle(MONDAY).await;
-    let raw = h
-        .messages_to("leap@example.com")
-        .pop()
-        .expect("leap's email");
-    let yes = link_with(&raw, "?achieved=yes");
-    let page = yes.split('?').next().expect("a path").to_owned();
+    let raw = h.last_message_to("leap@example.com");
+    let page = page_with(&raw, "?achieved=yes");
 
     // One character of the signature changed.
     let mut tampered = page.clone();
@@ -832,15 +841,8 @@ async fn a_tampered_or_expired_token_changes_nothing() {
 async fn a_comment_with_html_is_stored_as_written_and_shown_escaped() {
     let h = Harness::start(&[]).await;
     h.cycle(MONDAY).await;
-    let raw = h
-        .messages_to("leap@example.com")
-        .pop()
-        .expect("leap's email");
-    let page = link_with(&raw, "?achieved=no")
-        .split('?')
-        .next()
-        .expect("a path")
-        .to_owned();
+    let raw = h.last_message_to("leap@example.com");
+    let page = page_with(&raw, "?achieved=no");
     let comment = "<script>alert('x')</script> & <b>more</b>";
 
     let (status, body) = h
@@ -885,15 +887,8 @@ async fn a_comment_with_html_is_stored_as_written_and_shown_escaped() {
 async fn a_nul_in_a_comment_is_removed_and_the_rest_of_the_comment_kept() {
     let h = Harness::start(&[]).await;
     h.cycle(MONDAY).await;
-    let raw = h
-        .messages_to("leap@example.com")
-        .pop()
-        .expect("leap's email");
-    let page = link_with(&raw, "?achieved=no")
-        .split('?')
-        .next()
-        .expect("a path")
-        .to_owned();
+    let raw = h.last_message_to("leap@example.com");
+    let page = page_with(&raw, "?achieved=no");
 
     let (status, body) = h
         .post(
@@ -951,15 +946,8 @@ async fn answers_through_the_pages_turn_roi_green_reach_the_crm_and_open_tasks()
 
     // Lea answers the goal survey: achieved.
     h.set_clock("2025-03-03T15:00:00Z");
-    let raw = h
-        .messages_to("leap@example.com")
-        .pop()
-        .expect("leap's email");
-    let page = link_with(&raw, "?achieved=yes")
-        .split('?')
-        .next()
-        .expect("a path")
-        .to_owned();
+    let raw = h.last_message_to("leap@example.com");
+    let page = page_with(&raw, "?achieved=yes");
     let (status, _) = h
         .post(&page, &[("achieved", "yes"), ("goal", "fewer tickets")])
         .await;
@@ -1003,15 +991,8 @@ async fn answers_through_the_pages_turn_roi_green_reach_the_crm_and_open_tasks()
     assert_eq!(answers, 1, "counted once");
 
     // Nat answers the NPS with a 3: a detractor task for the account owner, on the next cycle.
-    let raw = h
-        .messages_to("nps@example.com")
-        .pop()
-        .expect("the NPS email");
-    let page = link_with(&raw, "?score=3")
-        .split('?')
-        .next()
-        .expect("a path")
-        .to_owned();
+    let raw = h.last_message_to("nps@example.com");
+    let page = page_with(&raw, "?score=3");
     let (status, _) = h
         .post(&page, &[("score", "3"), ("comment", "Exports fail")])
         .await;

@@ -64,8 +64,8 @@ fn engagement_is_red_with_neither_and_explains_near_misses() {
     assert_eq!(colour(&facts, Measure::Engagement), Colour::Red);
     assert_eq!(
         reason(&facts, Measure::Engagement),
-        "no completed executive_sponsor call/meeting in the last 90 days (3 took place, none with executive_sponsor); \
-         no office hours attended in the last 90 days (1 no-show)"
+        "no completed executive_sponsor call/meeting in the last 90 days (3 took place, none \
+         with executive_sponsor); no office hours attended in the last 90 days (1 no-show)"
     );
 
     facts.key_personas = 0;
